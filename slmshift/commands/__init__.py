@@ -1,0 +1,1 @@
+"""Subcommands of the `slmshift` command line, one module each (see `slmshift.cli`)."""

@@ -1,0 +1,233 @@
+"""The trace store interface, its URL dispatch and the in-memory twin used by tests.
+
+`TraceStore(url)` returns the backend for the URL: SQLite (the default, a file under
+`./.slmshift/`), PostgreSQL for `postgresql://...`, or the in-memory store for `memory://`.
+Every backend accepts records through `add`, which never blocks the caller for long and never
+raises into it, and writes them in batches off the caller's thread.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import IO, Any
+
+from slmshift.records import CallRecord, RecordError
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_STORE_PATH = Path(".slmshift") / "traces.db"
+
+
+class StoreError(RuntimeError):
+    """The trace store cannot be opened, read or written."""
+
+
+@dataclass(frozen=True)
+class RecordQuery:
+    """Filters for `TraceStore.records`; a `None` field matches everything."""
+
+    agent: str | None = None
+    node: str | None = None
+    model: str | None = None
+    trace_id: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    limit: int | None = None
+
+    def matches(self, record: CallRecord) -> bool:
+        """Whether `record` passes every filter; `since` is inclusive and `until` exclusive."""
+        if self.agent is not None and record.agent != self.agent:
+            return False
+        if self.node is not None and record.node != self.node:
+            return False
+        if self.model is not None and record.model != self.model:
+            return False
+        if self.trace_id is not None and record.trace_id != self.trace_id:
+            return False
+        if self.since is not None and record.started_at < self.since:
+            return False
+        if self.until is not None and record.started_at >= self.until:
+            return False
+        return True
+
+
+class TraceStore:
+    """A place that keeps call records.
+
+    `TraceStore()` opens the SQLite store at `./.slmshift/traces.db`; `TraceStore(url)` opens
+    `sqlite:///path`, a plain file path, `postgresql://...` or `memory://`.
+
+    Thread contract: `add` may be called from any thread and returns quickly; records become
+    visible to `records` after the background writer commits them, which `flush` waits for.
+    """
+
+    def __new__(cls, url: str | Path | None = None, **options: Any) -> TraceStore:
+        if cls is not TraceStore:
+            return super().__new__(cls)
+        backend = _backend_for(url)
+        return super().__new__(backend)
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def add(self, record: CallRecord) -> bool:
+        """Queue `record` for writing; return False when it was dropped (counted in `stats`)."""
+        raise NotImplementedError
+
+    def add_many(self, records: Iterable[CallRecord]) -> int:
+        """Write `records` now, in the caller's thread; return how many were new."""
+        raise NotImplementedError
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Block until every queued record is committed; return False on timeout."""
+        return True
+
+    def close(self) -> None:
+        """Flush and release the store; later `add` calls are dropped and counted."""
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def records(self, **filters: Any) -> Iterator[CallRecord]:
+        """Yield records in `started_at` order, filtered by `RecordQuery` fields."""
+        raise NotImplementedError
+
+    def get(self, record_id: str) -> CallRecord | None:
+        """Return the record with `record_id`, or None."""
+        for record in self.records():
+            if record.id == record_id:
+                return record
+        return None
+
+    def count(self, **filters: Any) -> int:
+        """Count records matching `RecordQuery` fields."""
+        return sum(1 for _ in self.records(**filters))
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """Counters: queued, written, dropped and failed writes."""
+        return {}
+
+    # -- JSONL -----------------------------------------------------------------------------
+
+    def export_jsonl(self, destination: str | Path | IO[str], **filters: Any) -> int:
+        """Write matching records as JSON Lines (one `CallRecord.to_json` per line); return the count."""
+        if hasattr(destination, "write"):
+            return _write_jsonl(destination, self.records(**filters))
+        with open(destination, "w", encoding="utf-8") as handle:
+            return _write_jsonl(handle, self.records(**filters))
+
+    def import_jsonl(self, source: str | Path | IO[str]) -> int:
+        """Read JSON Lines records and write them; return how many were new.
+
+        The whole file is validated before anything is written, so a bad line leaves the
+        store unchanged.
+
+        Raises:
+            RecordError: a line is not a valid record; the message names the line number.
+        """
+        if hasattr(source, "read"):
+            records = _read_jsonl(source, getattr(source, "name", "<stream>"))
+        else:
+            with open(source, encoding="utf-8") as handle:
+                records = _read_jsonl(handle, str(source))
+        return self.add_many(records)
+
+    def __enter__(self) -> TraceStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class MemoryTraceStore(TraceStore):
+    """A trace store in a Python list, for tests and short scripts; writes are synchronous."""
+
+    def __init__(self, url: str | None = None, **options: Any) -> None:
+        self._records: dict[str, CallRecord] = {}
+        self._lock = threading.Lock()
+        self._counters = {"queued": 0, "written": 0, "dropped": 0, "failed": 0}
+
+    def add(self, record: CallRecord) -> bool:
+        with self._lock:
+            self._counters["queued"] += 1
+            if record.id not in self._records:
+                self._records[record.id] = record
+                self._counters["written"] += 1
+        return True
+
+    def add_many(self, records: Iterable[CallRecord]) -> int:
+        added = 0
+        with self._lock:
+            for record in records:
+                if record.id not in self._records:
+                    self._records[record.id] = record
+                    self._counters["written"] += 1
+                    added += 1
+        return added
+
+    def records(self, **filters: Any) -> Iterator[CallRecord]:
+        query = RecordQuery(**filters)
+        with self._lock:
+            snapshot = sorted(self._records.values(), key=lambda record: record.started_at)
+        matching = (record for record in snapshot if query.matches(record))
+        for index, record in enumerate(matching):
+            if query.limit is not None and index >= query.limit:
+                return
+            yield record
+
+    def get(self, record_id: str) -> CallRecord | None:
+        with self._lock:
+            return self._records.get(record_id)
+
+    @property
+    def stats(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._counters)
+
+
+def _backend_for(url: str | Path | None) -> type[TraceStore]:
+    text = str(url) if url is not None else ""
+    if text.startswith("memory:"):
+        return MemoryTraceStore
+    if text.startswith(("postgresql://", "postgres://", "postgresql+psycopg://")):
+        from slmshift.store.postgres import PostgresTraceStore
+
+        return PostgresTraceStore
+    if "://" in text and not text.startswith("sqlite://"):
+        raise StoreError(
+            f"Unsupported trace store URL {text!r}: use a file path, sqlite:///path, "
+            "postgresql://user@host/db or memory://."
+        )
+    from slmshift.store.sqlite import SQLiteTraceStore
+
+    return SQLiteTraceStore
+
+
+def _write_jsonl(handle: IO[str], records: Iterable[CallRecord]) -> int:
+    count = 0
+    for record in records:
+        handle.write(record.to_json())
+        handle.write("\n")
+        count += 1
+    return count
+
+
+def _read_jsonl(handle: IO[str], name: str) -> list[CallRecord]:
+    records = []
+    for line_number, line in enumerate(handle, start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append(CallRecord.from_dict(json.loads(line)))
+        except (json.JSONDecodeError, RecordError) as exc:
+            raise RecordError(
+                f"{name}, line {line_number}: not a valid call record ({exc}). "
+                "Each line must be one JSON object as written by `slmshift traces export`; "
+                "nothing was imported."
+            ) from exc
+    return records
