@@ -32,7 +32,7 @@ COMMAND_MODULES = (
 
 
 class CommandError(Exception):
-    """A command cannot run with the arguments given; the message says what to change."""
+    """A command cannot run with the arguments given; the message states what to change."""
 
 
 def add_common_options(parser: argparse.ArgumentParser) -> None:

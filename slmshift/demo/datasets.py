@@ -1,7 +1,7 @@
 """Loaders for the public datasets the example agent and the demo replay.
 
 The data folder is found in this order: the `SLMSHIFT_DATA_DIR` environment variable, then a
-`shared/data` folder beside the current directory or beside the repository that holds this
+`shared/data` folder beside the current directory or beside the repository that contains this
 package. BANKING77 (CC BY 4.0, PolyAI) gives the router's requests and intents; the Berkeley
 Function Calling Leaderboard (Apache-2.0, Gorilla project) gives tool-calling questions, their
 functions and ground-truth calls.

@@ -44,7 +44,7 @@ class Generation:
 
 @runtime_checkable
 class SLMGenerator(Protocol):
-    """A small model that answers chat messages.
+    """A small model that generates replies to chat messages.
 
     Contract: `generate` is synchronous, may be called from several threads one at a time per
     instance, and raises only for invalid input (never for an answer it dislikes).
