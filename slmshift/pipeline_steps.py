@@ -11,6 +11,7 @@ import logging
 import time
 from collections import Counter
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 from slmshift.pipeline import Pipeline, PipelineError
@@ -56,11 +57,10 @@ def step_capture(pipeline: Pipeline) -> dict[str, Any]:
     from slmshift.callbacks.langchain import LangChainTraceHandler
     from slmshift.demo.support_agent import banking_input, build_support_graph, function_call_input
     from slmshift.demo.teacher import build_teacher
-    from slmshift.demo.workload import build_workload, interleave, save_holdout
+    from slmshift.demo.workload import build_workload, interleave
 
     settings = pipeline.settings
     workload = build_workload(settings.requests, settings.holdout_requests, seed=settings.seed)
-    holdout_path = save_holdout(pipeline.path("holdout.jsonl"), workload)
     teacher, note = build_teacher(
         banking=[*workload.capture_banking, *workload.holdout_banking],
         bfcl=[*workload.capture_bfcl, *workload.holdout_bfcl],
@@ -68,6 +68,7 @@ def step_capture(pipeline: Pipeline) -> dict[str, Any]:
         model=settings.teacher_model,
     )
     pipeline.say(note)
+    holdout_path = _write_holdout_records(pipeline, teacher, workload)
 
     graph = build_support_graph(*teacher).compile()
     handler = LangChainTraceHandler(pipeline.store, agent=settings.agent)
@@ -113,3 +114,417 @@ def _stats_dict(stats: Any) -> dict[str, Any]:
     if hasattr(stats, "as_dict"):
         return stats.as_dict()
     return {key: value for key, value in vars(stats).items() if not key.startswith("_")}
+
+
+def _write_holdout_records(pipeline: Pipeline, teacher: Any, workload: Any) -> Path:
+    """Write the fixed held-out set once: requests, and the teacher's records per node for them.
+
+    An existing set is kept, so every plan in the history is judged on the same requests.
+    """
+    from slmshift.callbacks.langchain import LangChainTraceHandler
+    from slmshift.demo.support_agent import build_support_graph
+    from slmshift.demo.workload import save_holdout
+    from slmshift.plans import PlanHistory
+    from slmshift.store.base import MemoryTraceStore
+
+    history = PlanHistory(pipeline.path("plans"))
+    if history.holdout_path.is_file() and history.holdout_requests_path.is_file():
+        return history.holdout_path
+
+    save_holdout(history.holdout_requests_path, workload)
+    memory = MemoryTraceStore()
+    handler = LangChainTraceHandler(memory, agent=pipeline.settings.agent)
+    graph = build_support_graph(*teacher).compile()
+    graph.batch([request.state for request in held_out_requests(workload)], config={"callbacks": [handler]})
+    handler.flush(timeout=60)
+    memory.export_jsonl(history.holdout_path)
+    return history.holdout_path
+
+
+def held_out_requests(workload: Any) -> list[Any]:
+    """Return the held-out graph inputs with each node's expected (teacher) answer."""
+    from slmshift.demo.prompts import RESPONDER_NODE, ROUTER_NODE, TOOL_NODE
+    from slmshift.demo.serving import HeldOutRequest
+    from slmshift.demo.support_agent import banking_input, function_call_input, intent_reply, recorded_calls
+
+    requests = [
+        HeldOutRequest(
+            state=banking_input(example),
+            expected={ROUTER_NODE: example.label, RESPONDER_NODE: intent_reply(example.label)},
+        )
+        for example in workload.holdout_banking
+    ]
+    requests += [
+        HeldOutRequest(
+            state=function_call_input(example),
+            expected={TOOL_NODE: [
+                {"name": call["name"], "args": call["args"]} for call in recorded_calls(example).tool_calls
+            ]},
+        )
+        for example in workload.holdout_bfcl
+    ]
+    return requests
+
+
+# -- analyze -------------------------------------------------------------------------------
+
+
+def step_analyze(pipeline: Pipeline) -> dict[str, Any]:
+    """Curate the captured records (redact, filter, dedupe), cluster them into tasks, report."""
+    from slmshift.curation import curate
+
+    records = pipeline.captured_records()
+    advance = pipeline.progress("analyze: redacting and filtering", len(records))
+    done = [0]
+
+    def redacted(count: int) -> None:
+        advance(count - done[0])
+        done[0] = count
+
+    curated, report = curate(records, progress=redacted)
+    curated_path = pipeline.path("curated.jsonl")
+    _write_records(curated_path, curated)
+    pipeline.say("[analyze] " + report.summary().replace("\n", "\n          "))
+
+    per_node = Counter(record.node for record in curated)
+    outputs: dict[str, Any] = {
+        "curated_path": str(curated_path),
+        "curation": report.to_dict(),
+        "records_per_node": dict(per_node),
+    }
+    outputs.update(_cluster_and_report(pipeline, curated))
+    return outputs
+
+
+def _cluster_and_report(pipeline: Pipeline, curated: list[Any]) -> dict[str, Any]:
+    """Cluster curated records into tasks per node and write the HTML report."""
+    return {}  # TODO-INTEGRATE: clustering and report
+
+
+def _write_records(path: Path, records: list[Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as handle:
+        for record in records:
+            handle.write(record.to_json() + "\n")
+    path.chmod(0o600)
+
+
+def _read_records(path: str | Path) -> list[Any]:
+    from slmshift.records import CallRecord
+
+    with open(path, encoding="utf-8") as handle:
+        return [CallRecord.from_json(line) for line in handle if line.strip()]
+
+
+# -- select --------------------------------------------------------------------------------
+
+
+def step_select(pipeline: Pipeline) -> dict[str, Any]:
+    """Decide per node what to train: closed answer sets offline, the rest only with a hub model."""
+    from slmshift.demo.training import answer_pairs, offline_blocker
+
+    curated = _read_records(pipeline.outputs_of("analyze")["curated_path"])
+    by_node: dict[str, list[Any]] = {}
+    for record in curated:
+        by_node.setdefault(record.node or "?", []).append(record)
+
+    nodes = {}
+    for node, records in sorted(by_node.items()):
+        pairs = answer_pairs(records)
+        blocker = offline_blocker(records, pairs)
+        if blocker is not None and pipeline.settings.hub_model is not None:
+            blocker = f"{blocker}; LoRA on {pipeline.settings.hub_model} is not wired into the demo yet"
+        nodes[node] = {
+            "records": len(records),
+            "distinct_answers": len({answer for _, answer in pairs}),
+            "trainable": blocker is None,
+            "candidates": ["classical", "compact"] if blocker is None else [],
+            "reason": blocker or f"{len({a for _, a in pairs})} distinct answers: a closed set",
+        }
+        pipeline.say(f"[select] {node}: {nodes[node]['reason']}")
+    return {"nodes": nodes}
+
+
+# -- train ---------------------------------------------------------------------------------
+
+
+def step_train(pipeline: Pipeline) -> dict[str, Any]:
+    """Train the candidates of every trainable node and pick one per node on validation."""
+    from slmshift.demo.training import answer_pairs, in_validation, last_user_text, pick_candidate, train_candidates
+
+    curated = _read_records(pipeline.outputs_of("analyze")["curated_path"])
+    selection = pipeline.outputs_of("select")["nodes"]
+    models_dir = pipeline.path("models")
+    nodes = {}
+    for node, choice in selection.items():
+        if not choice["trainable"]:
+            continue
+        records = [record for record in curated if record.node == node]
+        validation_records = [record for record in records if in_validation(last_user_text(record.messages))]
+        started = time.perf_counter()
+        candidates = train_candidates(
+            node, answer_pairs(records), validation_records, models_dir,
+            fast=pipeline.settings.fast, seed=pipeline.settings.seed, progress=pipeline.progress,
+        )
+        chosen = pick_candidate(candidates)
+        nodes[node] = {"chosen": chosen.to_dict(), "candidates": [item.to_dict() for item in candidates]}
+        pipeline.say(
+            f"[train] {node}: " + "; ".join(
+                f"{item.kind} {item.validation['agreement']:.1%} agreement, "
+                f"{item.validation['coverage']:.1%} kept at >= 97%"
+                for item in candidates
+            ) + f" (validation) -> {chosen.kind}, {time.perf_counter() - started:.0f} s"
+        )
+    return {"models_dir": str(models_dir), "nodes": nodes}
+
+
+# -- evaluate ------------------------------------------------------------------------------
+
+# Promotion gate: on the held-out set, the SLM must agree with the teacher on at least this
+# share of the answers it keeps, and keep at least this share of the node's calls.
+MIN_KEPT_AGREEMENT = 0.95
+MIN_COVERAGE = 0.30
+
+
+def step_evaluate(pipeline: Pipeline) -> dict[str, Any]:
+    """Score each trained candidate on the fixed held-out teacher records; apply the gate."""
+    from slmshift.demo.scoring import answer_records, score
+    from slmshift.plans import PlanHistory
+    from slmshift.slm import load_slm
+
+    holdout = _read_records(PlanHistory(pipeline.path("plans")).holdout_path)
+    trained = pipeline.outputs_of("train")["nodes"]
+    nodes = {}
+    for node, entry in trained.items():
+        records = [record for record in holdout if record.node == node]
+        advance = pipeline.progress(f"evaluate: {node} on held-out requests", len(records) * len(entry["candidates"]))
+        scores = {}
+        for candidate in entry["candidates"]:
+            answers = answer_records(load_slm(candidate["model_dir"]), records, advance=advance)
+            scores[candidate["kind"]] = score(answers, candidate["min_confidence"]).to_dict()
+        chosen = entry["chosen"]["kind"]
+        passes, reason = gate(scores[chosen])
+        nodes[node] = {"chosen": chosen, "holdout": scores, "passes_gate": passes, "reason": reason}
+        pipeline.say(f"[evaluate] {node}: {chosen} on {len(records)} held-out calls: {reason}")
+    return {"nodes": nodes}
+
+
+def gate(figures: dict[str, Any]) -> tuple[bool, str]:
+    """Apply the promotion gate to held-out figures; return the verdict and its reason."""
+    kept = figures["kept_agreement"] or 0.0
+    summary = (
+        f"{figures['agreement']:.1%} agreement alone, {figures['coverage']:.1%} of calls kept at "
+        f"{kept:.1%} agreement, {figures['served_agreement']:.1%} served with fallback"
+    )
+    if kept < MIN_KEPT_AGREEMENT:
+        return False, f"{summary}; below the {MIN_KEPT_AGREEMENT:.0%} kept-agreement gate"
+    if figures["coverage"] < MIN_COVERAGE:
+        return False, f"{summary}; keeps under {MIN_COVERAGE:.0%} of calls"
+    return True, summary
+
+
+# -- plan ----------------------------------------------------------------------------------
+
+
+def step_plan(pipeline: Pipeline) -> dict[str, Any]:
+    """Write the next `ConversionPlan` with every node that passed the gate; record it in the history."""
+    from slmshift.plans import PlanEntry, PlanHistory, utc_now
+
+    selection = pipeline.outputs_of("select")["nodes"]
+    trained = pipeline.outputs_of("train")["nodes"]
+    evaluation = pipeline.outputs_of("evaluate")["nodes"]
+    history = PlanHistory(pipeline.path("plans"))
+
+    node_plans, serving, decisions = [], {}, {}
+    for node, choice in selection.items():
+        verdict = evaluation.get(node)
+        if verdict is None or not verdict["passes_gate"]:
+            reason = verdict["reason"] if verdict else choice["reason"]
+            decisions[node] = {"promoted": False, "served_by": "teacher LLM", "reason": reason}
+            continue
+        chosen = trained[node]["chosen"]
+        figures = verdict["holdout"][chosen["kind"]]
+        node_plans.append(node_plan(node, chosen, figures, history.directory))
+        serving[node] = serving_entry(chosen, figures)
+        decisions[node] = {
+            "promoted": True,
+            "served_by": f"{chosen['kind']} SLM, fallback to teacher",
+            "reason": verdict["reason"],
+        }
+
+    number = history.next_number()
+    plan_path = write_plan(history.plan_path(number), node_plans, agent=pipeline.settings.agent)
+    history.append(PlanEntry(
+        number=number, path=str(plan_path), created_at=utc_now(), source="demo",
+        nodes=serving, decisions=decisions,
+    ))
+    pipeline.say(f"[plan] plan-{number}: {', '.join(serving) or 'no node'} moves to an SLM")
+    return {
+        "plan_path": str(plan_path),
+        "plan_number": number,
+        "history_path": str(history.history_path),
+        "holdout_path": str(history.holdout_path),
+        "decisions": decisions,
+    }
+
+
+def node_plan(node: str, chosen: dict[str, Any], figures: dict[str, Any], plans_dir: Path) -> Any:
+    """Return the `NodePlan` serving `chosen` with fallback to the node's original model."""
+    import os
+
+    from slmshift.converters.plan import FallbackPolicy, NodePlan
+
+    validation: dict[str, Any] = {"labels": chosen["labels"]}
+    if chosen["min_confidence"] is not None:
+        validation["min_confidence"] = round(float(chosen["min_confidence"]), 6)
+    return NodePlan(
+        node=node,
+        task=f"{node}/0",
+        adapter=os.path.relpath(chosen["model_dir"], plans_dir),
+        validation=validation,
+        fallback=FallbackPolicy(mode="fallback"),
+        promotion={
+            "holdout_agreement": round(figures["agreement"], 4),
+            "holdout_coverage": round(figures["coverage"], 4),
+            "holdout_served_agreement": round(figures["served_agreement"], 4),
+        },
+    )
+
+
+def serving_entry(chosen: dict[str, Any], figures: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "kind": chosen["kind"],
+        "model_dir": chosen["model_dir"],
+        "labels": chosen["labels"],
+        "min_confidence": chosen["min_confidence"],
+        "holdout": figures,
+    }
+
+
+def write_plan(path: Path, node_plans: list[Any], *, agent: str) -> Path:
+    """Save the plan; a plan with no node is written as an empty node list with a comment."""
+    from slmshift.converters.plan import ConversionPlan
+
+    if node_plans:
+        return ConversionPlan(nodes=tuple(node_plans), agent=agent).save(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        f"# No node passed the promotion gate: every node stays on the teacher.\nversion: 1\nagent: {agent}\nnodes: []\n",
+        encoding="utf-8",
+    )
+    return path
+
+
+# -- serve ---------------------------------------------------------------------------------
+
+
+def step_serve(pipeline: Pipeline) -> dict[str, Any]:
+    """Replay the held-out requests through the teacher graph, then through the swapped graph."""
+    from types import SimpleNamespace
+
+    from slmshift.demo.support_agent import build_support_graph
+    from slmshift.demo.teacher import build_teacher
+    from slmshift.demo.workload import load_holdout
+    from slmshift.plans import PlanHistory
+
+    history = PlanHistory(pipeline.path("plans"))
+    entry = history.current()
+    banking, bfcl = load_holdout(history.holdout_requests_path, seed=pipeline.settings.seed)
+    requests = held_out_requests(SimpleNamespace(holdout_banking=banking, holdout_bfcl=bfcl))
+    settings = pipeline.settings
+    teacher, note = build_teacher(
+        banking=banking, bfcl=bfcl, base_url=settings.teacher_base_url, model=settings.teacher_model
+    )
+    builder = build_support_graph(*teacher)
+
+    before = _serve_before(pipeline, builder.compile(), requests)
+    after = _serve_after(pipeline, builder.compile(), requests, entry)
+    notes = [
+        note,
+        "Latency is per request, measured on this machine after one warm-up request. Costs are "
+        f"estimates: teacher at ${settings.prices.teacher_input_usd_per_mtok:.2f} / "
+        f"${settings.prices.teacher_output_usd_per_mtok:.2f} per million input / output tokens, "
+        f"SLMs at ${settings.prices.cpu_usd_per_core_hour:.2f} per CPU core-hour of their latency.",
+    ]
+    for node, decision in entry.decisions.items():
+        if not decision.get("promoted"):
+            notes.append(f"{node} stays on the teacher: {decision['reason']}.")
+    return {
+        "requests": len(requests),
+        "plan_path": entry.path,
+        "plan_number": entry.number,
+        "before": before.to_dict(),
+        "after": after.to_dict(),
+        "notes": notes,
+    }
+
+
+def _serve_before(pipeline: Pipeline, graph: Any, requests: list[Any]) -> Any:
+    from slmshift.callbacks.langchain import LangChainTraceHandler
+    from slmshift.demo.serving import measure_run, serve_requests
+    from slmshift.store.base import MemoryTraceStore
+
+    graph.invoke(requests[0].state)
+    memory = MemoryTraceStore()
+    handler = LangChainTraceHandler(memory, agent=pipeline.settings.agent)
+    advance = pipeline.progress("serve: held-out requests, teacher only", len(requests))
+    states, latencies = serve_requests(
+        graph, requests, name="before", config={"callbacks": [handler]}, advance=lambda: advance(1)
+    )
+    handler.flush(timeout=60)
+    return measure_run(
+        "before", requests, states, latencies, list(memory.records()),
+        prices=pipeline.settings.prices, answers_agree=node_answers_agree,
+    )
+
+
+def _serve_after(pipeline: Pipeline, graph: Any, requests: list[Any], entry: Any) -> Any:
+    from slmshift.callbacks.langchain import LangChainTraceHandler
+    from slmshift.converters.langgraph import swap_node_models
+    from slmshift.demo.serving import DECISION_KEY, measure_run, serve_requests
+
+    swapped_nodes = set(entry.nodes)
+    agent = pipeline.settings.agent
+    store = pipeline.store
+
+    def record_decision(record: Any) -> None:
+        store.add(record.replace(agent=agent))
+
+    if swapped_nodes:
+        graph = swap_node_models(graph, entry.path, store=record_decision)
+    graph.invoke(requests[0].state)
+
+    handler = LangChainTraceHandler(store, agent=agent)
+    since = datetime.now(timezone.utc)
+    advance = pipeline.progress("serve: held-out requests, swapped graph", len(requests))
+    states, latencies = serve_requests(
+        graph, requests, name="after", config={"callbacks": [handler]}, advance=lambda: advance(1)
+    )
+    handler.flush(timeout=60)
+    store.flush(timeout=60)
+
+    # Swapped nodes are counted from their decision records; the handler's records of the
+    # wrapper and its inner SLM and teacher calls would count each call two or three times.
+    records = [
+        record for record in store.records(agent=agent, since=since)
+        if (record.node in swapped_nodes) == (DECISION_KEY in record.metadata)
+    ]
+    slm_models = frozenset(f"{node}-{spec['kind']}" for node, spec in entry.nodes.items())
+    return measure_run(
+        "after", requests, states, latencies, records,
+        prices=pipeline.settings.prices, slm_models=slm_models, answers_agree=node_answers_agree,
+    )
+
+
+def node_answers_agree(node: str, expected: Any, served: Any) -> bool:
+    """Whether a node's served answer equals the teacher's: same calls, or the same text."""
+    import json
+
+    from slmshift.demo.prompts import TOOL_NODE
+
+    if node == TOOL_NODE:
+        def signature(calls: Any) -> list[tuple[str, str]]:
+            return sorted((call["name"], json.dumps(call["args"], sort_keys=True)) for call in calls or ())
+
+        return signature(expected) == signature(served)
+    return " ".join(str(served or "").lower().split()) == " ".join(str(expected).lower().split())

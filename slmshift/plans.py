@@ -1,8 +1,9 @@
 """Plan history: numbered conversion plans, the fixed held-out set, and the metrics of each.
 
 `<out>/plans/` holds `plan-<n>.yaml` (one `ConversionPlan` per promotion round),
-`holdout.jsonl` (the held-out teacher records every plan is judged on, written once with the
-first plan and never changed) and `history.json` (one entry per plan: when, why, and each node's
+`holdout-requests.jsonl` and `holdout.jsonl` (the held-out requests and the teacher's records
+for them, which every plan is judged on: written once, before the first plan, and never
+changed) and `history.json` (one entry per plan: when, why, and each node's
 model with its held-out metrics and the promotion decision).
 """
 
@@ -20,6 +21,7 @@ logger = logging.getLogger(__name__)
 
 HISTORY_NAME = "history.json"
 HOLDOUT_NAME = "holdout.jsonl"
+HOLDOUT_REQUESTS_NAME = "holdout-requests.jsonl"
 HISTORY_VERSION = 1
 
 
@@ -84,6 +86,10 @@ class PlanHistory:
     @property
     def holdout_path(self) -> Path:
         return self.directory / HOLDOUT_NAME
+
+    @property
+    def holdout_requests_path(self) -> Path:
+        return self.directory / HOLDOUT_REQUESTS_NAME
 
     def plan_path(self, number: int) -> Path:
         return self.directory / f"plan-{number}.yaml"

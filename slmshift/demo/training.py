@@ -87,9 +87,14 @@ def split_pairs(pairs: Sequence[tuple[str, str]]) -> tuple[list[tuple[str, str]]
     """Split deterministically by a hash of the input: about `VALIDATION_SHARE` to validation."""
     train, validation = [], []
     for text, answer in pairs:
-        bucket = int(hashlib.sha256(text.lower().encode("utf-8")).hexdigest()[:8], 16) / 0xFFFFFFFF
-        (validation if bucket < VALIDATION_SHARE else train).append((text, answer))
+        (validation if in_validation(text) else train).append((text, answer))
     return train, validation
+
+
+def in_validation(text: str) -> bool:
+    """Whether the input `text` belongs to the validation split (a hash bucket, case-insensitive)."""
+    bucket = int(hashlib.sha256(text.lower().encode("utf-8")).hexdigest()[:8], 16) / 0xFFFFFFFF
+    return bucket < VALIDATION_SHARE
 
 
 def calibrate(generator: Any, validation_records: Sequence[CallRecord]) -> tuple[float | None, dict[str, Any], list[Answer]]:
@@ -111,3 +116,68 @@ def pick_candidate(candidates: Sequence[Candidate]) -> Candidate:
 
 
 ProgressFactory = Callable[[str, int | None], Callable[[int], None]]
+
+
+def train_candidates(
+    node: str,
+    pairs: Sequence[tuple[str, str]],
+    validation_records: Sequence[CallRecord],
+    models_dir: Path,
+    *,
+    fast: bool,
+    seed: int,
+    progress: ProgressFactory,
+) -> list[Candidate]:
+    """Train the classical floor and a compact model on `pairs`; calibrate both on validation.
+
+    `validation_records` are the teacher's records whose inputs fell in the validation split;
+    each candidate's confidence floor is chosen on them, never on the held-out set.
+    """
+    from slmshift.slm import load_slm
+    from slmshift.training.classical import ClassicalConfig, train_classical
+    from slmshift.training.compact import train_compact
+
+    train, validation = split_pairs(pairs)
+    task = f"{node}/0"
+    candidates = []
+
+    classical_dir = models_dir / node / "classical"
+    directory, seconds = train_classical(train, classical_dir, task=task, config=ClassicalConfig(seed=seed))
+    candidates.append(_calibrated(node, "classical", directory, seconds, validation_records, load_slm))
+
+    config = _compact_config(fast=fast, seed=seed)
+    advance = progress(f"train: compact model for {node}", config.epochs)
+    result = train_compact(
+        train, validation, models_dir / node / "compact", task=task, config=config,
+        progress=lambda entry: advance(1),
+    )
+    candidate = _calibrated(node, "compact", result.directory, result.train_seconds, validation_records, load_slm)
+    candidate.extra = {"parameters": result.parameters, "best_epoch": result.best_epoch}
+    candidates.append(candidate)
+    return candidates
+
+
+def _compact_config(*, fast: bool, seed: int) -> Any:
+    from slmshift.training.compact import CompactConfig
+
+    if fast:
+        return CompactConfig(epochs=8, hidden_size=96, intermediate_size=192, seed=seed)
+    return CompactConfig(seed=seed)
+
+
+def _calibrated(
+    node: str, kind: str, directory: Path, seconds: float, validation_records: Sequence[CallRecord], load: Any
+) -> Candidate:
+    generator = load(directory)
+    floor, figures, _ = calibrate(generator, validation_records)
+    manifest = generator.manifest
+    return Candidate(
+        node=node,
+        kind=kind,
+        name=f"{node}-{kind}",
+        model_dir=str(directory),
+        labels=list(manifest.labels or []),
+        min_confidence=floor,
+        validation=figures,
+        train_seconds=round(seconds, 2),
+    )
