@@ -1,0 +1,3 @@
+"""Shared test fixtures."""
+
+pytest_plugins = ["conftest_swap_models"]
