@@ -67,13 +67,19 @@ def memorise(model, tokenizer, examples: list[tuple[str, str]], *, steps: int = 
 
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=lr)
+    # One thread: with tiny matrices, more threads only add contention on a busy machine.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     model.train()
-    for _ in range(steps):
-        for ids, labels in sequences:
-            loss = model(input_ids=ids, labels=labels).loss
-            loss.backward()
-            optimizer.step()
-            optimizer.zero_grad()
+    try:
+        for _ in range(steps):
+            for ids, labels in sequences:
+                loss = model(input_ids=ids, labels=labels).loss
+                loss.backward()
+                optimizer.step()
+                optimizer.zero_grad()
+    finally:
+        torch.set_num_threads(threads)
     model.eval()
 
 

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
-from langchain_core.callbacks import CallbackManagerForLLMRun
+from langchain_core.callbacks import CallbackManager, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
@@ -312,8 +312,20 @@ class _Call:
         return runnable.bind(**options) if options else runnable
 
     def _config(self, role: str) -> dict[str, Any]:
-        callbacks = self.run_manager.get_child(f"slmshift:{role}") if self.run_manager else None
-        return {"callbacks": callbacks, "tags": [INNER_RUN_TAG], "run_name": f"slmshift_{role}"}
+        """Run the inner call as a child of this model run, tagged so that capture can tell it apart."""
+        config: dict[str, Any] = {"tags": [INNER_RUN_TAG], "run_name": f"slmshift_{role}"}
+        if self.run_manager is not None:
+            manager = self.run_manager
+            config["callbacks"] = CallbackManager(
+                handlers=list(manager.inheritable_handlers),
+                inheritable_handlers=list(manager.inheritable_handlers),
+                parent_run_id=manager.run_id,
+                tags=list(manager.inheritable_tags),
+                inheritable_tags=list(manager.inheritable_tags),
+                metadata=dict(manager.inheritable_metadata),
+                inheritable_metadata=dict(manager.inheritable_metadata),
+            )
+        return config
 
     # -- tracing ------------------------------------------------------------------------------
 
