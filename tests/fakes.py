@@ -38,8 +38,8 @@ class ScriptedChatModel(BaseChatModel):
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
-    responses: Sequence[Script] = ()
-    responder: Responder | None = None
+    responses: Sequence[Any] = ()
+    responder: Any = None
     model_name: str = "scripted-model"
     provider: str = "scripted"
     chunk_chars: int = 4

@@ -26,6 +26,11 @@ _ROLE_BY_TYPE = {
     "assistant": "assistant",
     "tool": "tool",
     "function": "tool",
+    "AIMessageChunk": "assistant",
+    "HumanMessageChunk": "user",
+    "SystemMessageChunk": "system",
+    "ToolMessageChunk": "tool",
+    "FunctionMessageChunk": "tool",
 }
 _EMPTY_PARAMETERS: dict[str, Any] = {"type": "object", "properties": {}}
 
@@ -68,7 +73,7 @@ def convert_messages(messages: Sequence[Any], limiter: PayloadLimiter) -> tuple[
 def convert_message(message: Any, limiter: PayloadLimiter) -> tuple[Message, str | None]:
     """Convert one LangChain message; the second value is its role when it had to be mapped to `user`."""
     message_type = getattr(message, "type", None)
-    if message_type == "chat":
+    if message_type in ("chat", "ChatMessageChunk"):
         message_type = getattr(message, "role", None)
     role = _ROLE_BY_TYPE.get(message_type or "")
     original_role = None

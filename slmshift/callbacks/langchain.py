@@ -63,6 +63,13 @@ def _control_flow_exceptions() -> tuple[type[BaseException], ...]:
     return (GraphBubbleUp,)
 
 
+class UnfinishedRunError(RuntimeError):
+    """The agent run ended before this inner run reported its end."""
+
+    def __init__(self) -> None:
+        super().__init__("the agent run ended before this run reported its end")
+
+
 # LangGraph raises GraphBubbleUp subclasses (GraphInterrupt, ParentCommand) to steer the
 # graph: they end runs without being failures.
 _CONTROL_FLOW = _control_flow_exceptions()
@@ -266,19 +273,25 @@ class LangChainTraceHandler(BaseCallbackHandler):
             if run is None:
                 self._counter.increment("unmatched_events")
                 return
+            error = _real_error(error)
             if run.root == run_id:
-                self._free_trace(run_id)
+                self._end_unfinished(run_id, error)
             if self._listeners:
-                self._emit_end(run_id, run.kind, _real_error(error), None)
+                self._emit_end(run_id, run.kind, error, None)
         except Exception as exc:  # noqa: BLE001 - capture never raises into the agent
             self._counter.failure("internal_errors", "run end", exc, log=logger)
 
-    def _free_trace(self, root: UUID) -> None:
-        # Runs whose end the framework never reported (a cancelled task, an abandoned
-        # stream) would otherwise stay in the maps forever.
+    def _end_unfinished(self, root: UUID, error: BaseException | None) -> None:
+        # The framework does not always report the end of inner runs: a cancelled asyncio
+        # task skips on_llm_error, and an abandoned stream skips chain ends. End them here,
+        # with the agent run's error, so that no call is lost and no state is kept.
         for member in self._members.pop(root, ()):
-            self._runs.pop(member, None)
-            self._model_runs.pop(member, None)
+            run = self._runs.pop(member, None)
+            if run is not None and self._listeners:
+                self._emit_end(member, run.kind, error or UnfinishedRunError(), None)
+            model_run = self._model_runs.pop(member, None)
+            if model_run is not None:
+                self._finish_model_run(member, model_run, None, error or UnfinishedRunError())
 
     # -- model runs --------------------------------------------------------------------------
 
@@ -367,6 +380,9 @@ class LangChainTraceHandler(BaseCallbackHandler):
         if model_run is None:
             self._counter.increment("unmatched_events")
             return
+        self._finish_model_run(run_id, model_run, response, error)
+
+    def _finish_model_run(self, run_id: UUID, model_run: _ModelRun, response: Any, error: BaseException | None) -> None:
         record = None
         try:
             record = self._build_record(model_run, response, error)
