@@ -15,7 +15,7 @@ background threads of one cannot affect another:
 
 The OTel configurations use the SDK's default `BatchSpanProcessor` and an
 `InMemorySpanExporter`, so nothing leaves the machine. The model is langchain-core's
-`FakeMessagesListChatModel` answering with a fixed message and token usage.
+`FakeMessagesListChatModel` returning a fixed message and token usage.
 
 Two measurements:
 1. overhead: median microseconds per model call over several batches, per configuration,
@@ -104,7 +104,7 @@ def build_graph() -> Any:
 
 @dataclass
 class Setup:
-    """What a configuration adds to each invocation, and how to count what it captured."""
+    """Callbacks a configuration adds to each invocation, and the counter of what it captured."""
 
     callbacks: list[Any] = field(default_factory=list)
     count_captured: Callable[[], dict[str, int]] | None = None
@@ -159,7 +159,9 @@ def setup_slmshift_spans() -> Setup:
     try:
         from slmshift.integrations.opentelemetry import SpanListener  # noqa: F401
     except ImportError as exc:
-        raise Unavailable("slmshift.integrations.opentelemetry.SpanListener has not landed") from exc
+        raise Unavailable(
+            "slmshift.integrations.opentelemetry.SpanListener has not landed"
+        ) from exc
     provider, exporter = _otel_provider()
     setup = _slmshift_setup("memory://", tracer_provider=provider)
     count_records = setup.count_captured
@@ -185,7 +187,9 @@ def _otel_provider() -> tuple[Any, Any]:
     return provider, exporter
 
 
-def _span_counter(provider: Any, exporter: Any, is_llm_span: Callable[[Any], bool]) -> Callable[[], dict[str, int]]:
+def _span_counter(
+    provider: Any, exporter: Any, is_llm_span: Callable[[Any], bool]
+) -> Callable[[], dict[str, int]]:
     def count() -> dict[str, int]:
         provider.force_flush()
         spans = exporter.get_finished_spans()
@@ -313,8 +317,13 @@ def run_child(config: str, mode: str, args: argparse.Namespace) -> dict[str, Any
         "--threads",
         str(args.threads),
     ]
-    environment = {**os.environ, "PYTHONPATH": f"{REPO_ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    completed = subprocess.run(command, capture_output=True, text=True, env=environment, check=False)
+    environment = {
+        **os.environ,
+        "PYTHONPATH": f"{REPO_ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+    }
+    completed = subprocess.run(
+        command, capture_output=True, text=True, env=environment, check=False
+    )
     if completed.returncode != 0:
         raise RuntimeError(f"configuration {config} ({mode}) failed:\n{completed.stderr[-3000:]}")
     return json.loads(completed.stdout.strip().splitlines()[-1])
@@ -331,16 +340,25 @@ def measure_overhead(args: argparse.Namespace) -> dict[str, list[float] | str]:
                 samples[config] = result["unavailable"]
                 continue
             samples.setdefault(config, []).extend(result["us_per_call"])  # type: ignore[union-attr]
-            print(f"  round {round_number + 1}: {config:16s} {statistics.median(result['us_per_call']):8.1f} µs/call", file=sys.stderr)
+            print(
+                f"  round {round_number + 1}: {config:16s} "
+                f"{statistics.median(result['us_per_call']):8.1f} µs/call",
+                file=sys.stderr,
+            )
     return samples
 
 
 def overhead_table(samples: dict[str, list[float] | str]) -> str:
-    medians = {name: statistics.median(values) for name, values in samples.items() if not isinstance(values, str)}
+    medians = {
+        name: statistics.median(values)
+        for name, values in samples.items()
+        if not isinstance(values, str)
+    }
     baseline = medians["none"]
     ours = medians.get("slmshift-memory", float("nan")) - baseline
     lines = [
-        "| configuration | µs per model call | overhead µs per call | overhead / slmshift-memory overhead |",
+        "| configuration | CPU µs per model call | overhead µs per call "
+        "| overhead / slmshift-memory overhead |",
         "|---|---:|---:|---:|",
     ]
     for name in samples:
@@ -367,7 +385,10 @@ def sustained_table(args: argparse.Namespace) -> str:
             lines.append(f"| {config} | n/a ({result['unavailable']}) | | | |")
             continue
         lost = result["calls"] - result["captured"]
-        lines.append(f"| {config} | {result['calls']} | {result['calls_per_s']:.0f} | {result['captured']} | {lost} |")
+        lines.append(
+            f"| {config} | {result['calls']} | {result['calls_per_s']:.0f} "
+            f"| {result['captured']} | {lost} |"
+        )
         print(f"  sustained: {config:16s} {result}", file=sys.stderr)
     return "\n".join(lines)
 
@@ -375,18 +396,33 @@ def sustained_table(args: argparse.Namespace) -> str:
 def machine_line() -> str:
     cores = os.cpu_count()
     memory_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return f"{platform.machine()}, {cores} cores, {memory_gib:.0f} GiB, Python {platform.python_version()}"
+    python = platform.python_version()
+    return f"{platform.machine()}, {cores} cores, {memory_gib:.0f} GiB, Python {python}"
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--child", choices=sorted(SETUPS), help=argparse.SUPPRESS)
-    parser.add_argument("--mode", choices=("overhead", "sustained"), default="overhead", help=argparse.SUPPRESS)
-    parser.add_argument("--configs", nargs="+", choices=CONFIG_ORDER, default=list(CONFIG_ORDER), help="configurations to run")
-    parser.add_argument("--invocations", type=int, default=300, help="graph invocations per timed batch")
+    parser.add_argument(
+        "--mode", choices=("overhead", "sustained"), default="overhead", help=argparse.SUPPRESS
+    )
+    parser.add_argument(
+        "--configs",
+        nargs="+",
+        choices=CONFIG_ORDER,
+        default=list(CONFIG_ORDER),
+        help="configurations to run",
+    )
+    parser.add_argument(
+        "--invocations", type=int, default=300, help="graph invocations per timed batch"
+    )
     parser.add_argument("--batches", type=int, default=5, help="timed batches per subprocess")
-    parser.add_argument("--rounds", type=int, default=3, help="times each configuration is run, interleaved")
-    parser.add_argument("--sustained-calls", type=int, default=30_000, help="model calls in the sustained-load run")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="times each configuration is run, interleaved"
+    )
+    parser.add_argument(
+        "--sustained-calls", type=int, default=30_000, help="model calls in the sustained-load run"
+    )
     parser.add_argument("--threads", type=int, default=4, help="threads in the sustained-load run")
     parser.add_argument("--quick", action="store_true", help="small numbers, for a smoke run")
     args = parser.parse_args()
@@ -406,7 +442,10 @@ def main() -> None:
     print(f"command: python bench/capture_overhead.py {' '.join(sys.argv[1:])}".rstrip())
     print("\nPer-model-call overhead (3-node graph, one fake model call per node):\n")
     print(overhead_table(measure_overhead(args)))
-    print(f"\nSustained load ({args.sustained_calls} model calls, {args.threads} threads, as fast as possible):\n")
+    print(
+        f"\nSustained load ({args.sustained_calls} model calls, {args.threads} threads, "
+        "as fast as possible):\n"
+    )
     print(sustained_table(args))
 
 
