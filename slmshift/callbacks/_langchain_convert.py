@@ -6,7 +6,6 @@ it also accepts message-like objects and costs nothing to import.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -26,6 +25,11 @@ _ROLE_BY_TYPE = {
     "assistant": "assistant",
     "tool": "tool",
     "function": "tool",
+    "AIMessageChunk": "assistant",
+    "HumanMessageChunk": "user",
+    "SystemMessageChunk": "system",
+    "ToolMessageChunk": "tool",
+    "FunctionMessageChunk": "tool",
 }
 _EMPTY_PARAMETERS: dict[str, Any] = {"type": "object", "properties": {}}
 
@@ -46,15 +50,44 @@ class PayloadLimiter:
         return truncate_text(value, self.max_chars)
 
     def json(self, value: Any) -> Any:
-        if type(value) is str:
+        kind = type(value)
+        if kind is str:
             return self.text(value)
+        if kind is int or kind is bool or value is None:
+            return value
         converted, truncated = to_jsonable_with_flag(value, max_chars=self.max_chars)
         self.truncated = self.truncated or truncated
         return converted
 
+    def flat_mapping(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        """Convert a mapping of mostly scalars and string tuples, such as run metadata.
 
-def convert_messages(messages: Sequence[Any], limiter: PayloadLimiter) -> tuple[tuple[Message, ...], dict[int, str]]:
-    """Convert LangChain messages; also return the original role of messages whose role had no equivalent."""
+        This is the per-call hot path: plain values are copied without the general
+        conversion, and anything else goes through `json`.
+        """
+        converted: dict[str, Any] = {}
+        for key, value in values.items():
+            kind = type(value)
+            if kind is str:
+                converted[key] = self.text(value)
+            elif kind is int or kind is bool or value is None:
+                converted[key] = value
+            elif (kind is tuple or kind is list) and all(
+                type(item) is str and len(item) <= self.max_chars for item in value
+            ):
+                converted[key] = list(value)
+            else:
+                converted[key] = self.json(value)
+        return converted
+
+
+def convert_messages(
+    messages: Sequence[Any], limiter: PayloadLimiter
+) -> tuple[tuple[Message, ...], dict[int, str]]:
+    """Convert LangChain messages.
+
+    Also returns, by message index, the original role of messages whose role had no equivalent.
+    """
     converted = []
     unmapped_roles: dict[int, str] = {}
     for index, message in enumerate(messages):
@@ -66,9 +99,9 @@ def convert_messages(messages: Sequence[Any], limiter: PayloadLimiter) -> tuple[
 
 
 def convert_message(message: Any, limiter: PayloadLimiter) -> tuple[Message, str | None]:
-    """Convert one LangChain message; the second value is its role when it had to be mapped to `user`."""
+    """Convert one LangChain message; also return its role when it had to be mapped to `user`."""
     message_type = getattr(message, "type", None)
-    if message_type == "chat":
+    if message_type in ("chat", "ChatMessageChunk"):
         message_type = getattr(message, "role", None)
     role = _ROLE_BY_TYPE.get(message_type or "")
     original_role = None
@@ -82,7 +115,8 @@ def convert_message(message: Any, limiter: PayloadLimiter) -> tuple[Message, str
             role=role,
             content=content,
             tool_calls=convert_tool_calls(message, limiter) if role == "assistant" else (),
-            tool_call_id=getattr(message, "tool_call_id", None),
+            # Only tool messages have the attribute; a miss on a pydantic message is slow.
+            tool_call_id=getattr(message, "tool_call_id", None) if role == "tool" else None,
             name=getattr(message, "name", None),
         ),
         original_role,
@@ -120,11 +154,13 @@ def _arguments(args: Any, limiter: PayloadLimiter) -> dict[str, Any]:
 
 
 def convert_prompt(prompt: str, limiter: PayloadLimiter) -> Message:
-    """A completion-model prompt as a single user message."""
+    """Return a completion-model prompt as a single user message."""
     return Message(role="user", content=limiter.text(prompt))
 
 
-def convert_tools(tools: Any, limiter: PayloadLimiter) -> tuple[tuple[ToolDefinition, ...], list[Any]]:
+def convert_tools(
+    tools: Any, limiter: PayloadLimiter
+) -> tuple[tuple[ToolDefinition, ...], list[Any]]:
     """Normalise provider-format tools; also return the tools that no known format matched."""
     definitions = []
     unrecognised = []
@@ -138,7 +174,7 @@ def convert_tools(tools: Any, limiter: PayloadLimiter) -> tuple[tuple[ToolDefini
 
 
 def convert_tool(tool: Any, limiter: PayloadLimiter) -> ToolDefinition | None:
-    """One tool in OpenAI, OpenAI Responses, Anthropic, Bedrock Converse or Gemini format."""
+    """Convert one tool in OpenAI, Responses, Anthropic, Bedrock Converse or Gemini format."""
     if not isinstance(tool, Mapping):
         return _convert_tool_object(tool, limiter)
     spec = tool
@@ -146,7 +182,10 @@ def convert_tool(tool: Any, limiter: PayloadLimiter) -> ToolDefinition | None:
         spec = tool["function"]
     elif isinstance(tool.get("toolSpec"), Mapping):  # Bedrock Converse
         spec = tool["toolSpec"]
-    elif isinstance(tool.get("function_declarations"), list) and len(tool["function_declarations"]) == 1:
+    elif (
+        isinstance(tool.get("function_declarations"), list)
+        and len(tool["function_declarations"]) == 1
+    ):
         spec = tool["function_declarations"][0]  # Gemini
     name = spec.get("name")
     if not isinstance(name, str):
@@ -172,8 +211,14 @@ def _convert_tool_object(tool: Any, limiter: PayloadLimiter) -> ToolDefinition |
         return None
 
 
-def convert_response_format(options: Mapping[str, Any] | None, params: Mapping[str, Any] | None, limiter: PayloadLimiter) -> dict[str, Any] | None:
-    """The structured-output request: LangChain's `ls_structured_output_format`, else a `response_format` parameter."""
+def convert_response_format(
+    options: Mapping[str, Any] | None, params: Mapping[str, Any] | None, limiter: PayloadLimiter
+) -> dict[str, Any] | None:
+    """Return the structured-output request.
+
+    The source is LangChain's `ls_structured_output_format` option, else a `response_format`
+    invocation parameter.
+    """
     structured = (options or {}).get("ls_structured_output_format")
     if isinstance(structured, Mapping):
         form = {"schema": limiter.json(structured.get("schema"))}
@@ -192,7 +237,9 @@ def usage_from(message: Any, llm_output: Mapping[str, Any] | None) -> Usage:
     """Token usage from `usage_metadata`, else from a provider's `token_usage` in `llm_output`."""
     usage = getattr(message, "usage_metadata", None)
     if usage:
-        return Usage(input_tokens=usage.get("input_tokens"), output_tokens=usage.get("output_tokens"))
+        return Usage(
+            input_tokens=usage.get("input_tokens"), output_tokens=usage.get("output_tokens")
+        )
     token_usage = (llm_output or {}).get("token_usage") or (llm_output or {}).get("usage")
     if isinstance(token_usage, Mapping):
         return Usage(
@@ -211,9 +258,12 @@ def _first_int(values: Mapping[str, Any], *keys: str) -> int | None:
 
 
 def finish_reason_from(generation: Any) -> str | None:
-    """The finish reason from the message's response metadata or the generation info."""
+    """Return the finish reason from the message's response metadata or the generation info."""
     message = getattr(generation, "message", None)
-    for source in (getattr(message, "response_metadata", None), getattr(generation, "generation_info", None)):
+    for source in (
+        getattr(message, "response_metadata", None),
+        getattr(generation, "generation_info", None),
+    ):
         if isinstance(source, Mapping):
             reason = source.get("finish_reason") or source.get("stop_reason")
             if reason is not None:
@@ -222,14 +272,10 @@ def finish_reason_from(generation: Any) -> str | None:
 
 
 def response_model_name(generation: Any) -> str | None:
-    """The model name the provider reported in the response, when it did."""
+    """Return the model name the provider reported in the response, or None."""
     metadata = getattr(getattr(generation, "message", None), "response_metadata", None)
     if isinstance(metadata, Mapping):
         name = metadata.get("model_name") or metadata.get("model")
         if isinstance(name, str) and name:
             return name
     return None
-
-
-def tool_calls_as_json(calls: Sequence[ToolCall]) -> str:
-    return json.dumps([call.to_dict() for call in calls], ensure_ascii=False)

@@ -9,9 +9,10 @@ Contract for listeners:
   must return quickly and must not block.
 - A listener that raises is logged and counted in the handler's `stats.listener_errors`; the
   exception never reaches the agent, and other listeners still run.
-- Every `RunStart` is followed by exactly one `RunEnd` with the same `run_id`, unless the
-  framework never reports the end (then the handler frees its own state when the agent run
-  ends, and the listener sees no end event).
+- Every `RunStart` is followed by exactly one `RunEnd` with the same `run_id`. When the
+  framework never reports an inner run's end (a cancelled asyncio task skips it), the handler
+  sends that `RunEnd` when the agent run ends, with the agent run's error or an
+  `UnfinishedRunError`. A run whose agent run the handler never saw start gets no such end.
 """
 
 from __future__ import annotations

@@ -6,9 +6,9 @@ Usage::
     graph.invoke(inputs, config={"callbacks": [handler]})
     handler.flush()
 
-The handler is a plain `BaseCallbackHandler` rather than a `BaseTracer`: a tracer builds a
-pydantic `Run` object, with inputs and outputs, for every chain, tool and model run, while
-slmshift needs only a few ids per chain and one snapshot per model call. Because
+The handler is a plain `BaseCallbackHandler` rather than a `BaseTracer`. A tracer builds a
+pydantic `Run` object, with inputs and outputs, for every chain, tool and model run. slmshift
+needs only a few ids per chain and one snapshot per model call. Because
 `on_llm_end` carries no metadata, the start of each model call is kept by `run_id` and freed
 when the call ends, fails or is cancelled.
 """
@@ -48,11 +48,22 @@ Redactor = Callable[[CallRecord], CallRecord]
 
 # Metadata keys that become record fields, or that only describe the library versions.
 _METADATA_SKIPPED = frozenset(
-    {"ls_provider", "ls_model_name", "langgraph_node", "langgraph_step", "lc_versions", "ls_integration"}
+    {
+        "ls_provider",
+        "ls_model_name",
+        "langgraph_node",
+        "langgraph_step",
+        "lc_versions",
+        "ls_integration",
+    }
 )
 # Invocation parameters that become record fields instead of metadata.
-_PARAMS_SKIPPED = frozenset({"tools", "tool_choice", "response_format", "ls_structured_output_format"})
+_PARAMS_SKIPPED = frozenset(
+    {"tools", "tool_choice", "response_format", "ls_structured_output_format"}
+)
 _MAX_ERROR_CHARS = 2_000
+# Tags LangChain and LangGraph add to every run to number sequence and graph steps.
+_INTERNAL_TAG_PREFIXES = ("seq:step:", "graph:step:")
 
 
 def _control_flow_exceptions() -> tuple[type[BaseException], ...]:
@@ -61,6 +72,13 @@ def _control_flow_exceptions() -> tuple[type[BaseException], ...]:
     except ImportError:
         return ()
     return (GraphBubbleUp,)
+
+
+class UnfinishedRunError(RuntimeError):
+    """The agent run ended before this inner run reported its end."""
+
+    def __init__(self) -> None:
+        super().__init__("the agent run ended before this run reported its end")
 
 
 # LangGraph raises GraphBubbleUp subclasses (GraphInterrupt, ParentCommand) to steer the
@@ -105,7 +123,7 @@ class LangChainTraceHandler(BaseCallbackHandler):
     Attach it to any runnable or graph with `config={"callbacks": [handler]}`; one handler
     may serve many concurrent runs, from threads or from `asyncio.gather`.
 
-    Each record holds `trace_id` (the agent run: the root run the handler saw), `parent_id`
+    Each record contains `trace_id` (the agent run: the root run the handler saw), `parent_id`
     (the graph node's run, else the model call's direct parent), `node` (the node name, as
     `outer/inner` inside subgraphs) and `step` (the LangGraph step).
 
@@ -194,7 +212,16 @@ class LangChainTraceHandler(BaseCallbackHandler):
 
     # -- chain, tool and retriever runs ------------------------------------------------------
 
-    def on_chain_start(self, serialized: Any, inputs: Any, *, run_id: UUID, parent_run_id: UUID | None = None, metadata: dict[str, Any] | None = None, **kwargs: Any) -> None:
+    def on_chain_start(
+        self,
+        serialized: Any,
+        inputs: Any,
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        metadata: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
         self._start_run(run_id, parent_run_id, metadata, "chain", kwargs.get("name"))
 
     def on_chain_end(self, outputs: Any, *, run_id: UUID, **kwargs: Any) -> None:
@@ -203,7 +230,16 @@ class LangChainTraceHandler(BaseCallbackHandler):
     def on_chain_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
         self._end_run(run_id, error)
 
-    def on_tool_start(self, serialized: Any, input_str: Any, *, run_id: UUID, parent_run_id: UUID | None = None, metadata: dict[str, Any] | None = None, **kwargs: Any) -> None:
+    def on_tool_start(
+        self,
+        serialized: Any,
+        input_str: Any,
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        metadata: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
         name = kwargs.get("name") or (serialized or {}).get("name")
         self._start_run(run_id, parent_run_id, metadata, "tool", name)
 
@@ -213,7 +249,16 @@ class LangChainTraceHandler(BaseCallbackHandler):
     def on_tool_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
         self._end_run(run_id, error)
 
-    def on_retriever_start(self, serialized: Any, query: Any, *, run_id: UUID, parent_run_id: UUID | None = None, metadata: dict[str, Any] | None = None, **kwargs: Any) -> None:
+    def on_retriever_start(
+        self,
+        serialized: Any,
+        query: Any,
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        metadata: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
         self._start_run(run_id, parent_run_id, metadata, "chain", kwargs.get("name"))
 
     def on_retriever_end(self, documents: Any, *, run_id: UUID, **kwargs: Any) -> None:
@@ -222,7 +267,14 @@ class LangChainTraceHandler(BaseCallbackHandler):
     def on_retriever_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
         self._end_run(run_id, error)
 
-    def _start_run(self, run_id: UUID, parent_run_id: UUID | None, metadata: Mapping[str, Any] | None, kind: RunKind, name: str | None) -> None:
+    def _start_run(
+        self,
+        run_id: UUID,
+        parent_run_id: UUID | None,
+        metadata: Mapping[str, Any] | None,
+        kind: RunKind,
+        name: str | None,
+    ) -> None:
         try:
             run = self._new_run(run_id, parent_run_id, metadata, kind)
             self._runs[run_id] = run
@@ -231,7 +283,13 @@ class LangChainTraceHandler(BaseCallbackHandler):
         except Exception as exc:  # noqa: BLE001 - capture never raises into the agent
             self._counter.failure("internal_errors", f"{kind} start", exc, log=logger)
 
-    def _new_run(self, run_id: UUID, parent_run_id: UUID | None, metadata: Mapping[str, Any] | None, kind: RunKind) -> _Run:
+    def _new_run(
+        self,
+        run_id: UUID,
+        parent_run_id: UUID | None,
+        metadata: Mapping[str, Any] | None,
+        kind: RunKind,
+    ) -> _Run:
         parent = self._runs.get(parent_run_id) if parent_run_id is not None else None
         checkpoint_ns = metadata.get("langgraph_checkpoint_ns") if metadata else None
 
@@ -266,23 +324,39 @@ class LangChainTraceHandler(BaseCallbackHandler):
             if run is None:
                 self._counter.increment("unmatched_events")
                 return
+            error = _real_error(error)
             if run.root == run_id:
-                self._free_trace(run_id)
+                self._end_unfinished(run_id, error)
             if self._listeners:
-                self._emit_end(run_id, run.kind, _real_error(error), None)
+                self._emit_end(run_id, run.kind, error, None)
         except Exception as exc:  # noqa: BLE001 - capture never raises into the agent
             self._counter.failure("internal_errors", "run end", exc, log=logger)
 
-    def _free_trace(self, root: UUID) -> None:
-        # Runs whose end the framework never reported (a cancelled task, an abandoned
-        # stream) would otherwise stay in the maps forever.
+    def _end_unfinished(self, root: UUID, error: BaseException | None) -> None:
+        # The framework does not always report the end of inner runs: a cancelled asyncio
+        # task skips on_llm_error, and an abandoned stream skips chain ends. End them here,
+        # with the agent run's error, so that no call is lost and no state is kept.
         for member in self._members.pop(root, ()):
-            self._runs.pop(member, None)
-            self._model_runs.pop(member, None)
+            run = self._runs.pop(member, None)
+            if run is not None and self._listeners:
+                self._emit_end(member, run.kind, error or UnfinishedRunError(), None)
+            model_run = self._model_runs.pop(member, None)
+            if model_run is not None:
+                self._finish_model_run(member, model_run, None, error or UnfinishedRunError())
 
     # -- model runs --------------------------------------------------------------------------
 
-    def on_chat_model_start(self, serialized: Any, messages: list[list[Any]], *, run_id: UUID, parent_run_id: UUID | None = None, tags: list[str] | None = None, metadata: dict[str, Any] | None = None, **kwargs: Any) -> None:
+    def on_chat_model_start(
+        self,
+        serialized: Any,
+        messages: list[list[Any]],
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        tags: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
         try:
             limiter = PayloadLimiter(self.max_payload_chars)
             sent = messages[0] if len(messages) == 1 else [m for batch in messages for m in batch]
@@ -293,7 +367,17 @@ class LangChainTraceHandler(BaseCallbackHandler):
         except Exception as exc:  # noqa: BLE001 - capture never raises into the agent
             self._counter.failure("internal_errors", "chat model start", exc, log=logger)
 
-    def on_llm_start(self, serialized: Any, prompts: list[str], *, run_id: UUID, parent_run_id: UUID | None = None, tags: list[str] | None = None, metadata: dict[str, Any] | None = None, **kwargs: Any) -> None:
+    def on_llm_start(
+        self,
+        serialized: Any,
+        prompts: list[str],
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        tags: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
         try:
             limiter = PayloadLimiter(self.max_payload_chars)
             converted = tuple(convert_prompt(prompt, limiter) for prompt in prompts)
@@ -301,8 +385,10 @@ class LangChainTraceHandler(BaseCallbackHandler):
         except Exception as exc:  # noqa: BLE001 - capture never raises into the agent
             self._counter.failure("internal_errors", "llm start", exc, log=logger)
 
-    def on_llm_new_token(self, token: str, *, chunk: Any = None, run_id: UUID, **kwargs: Any) -> None:
-        # Chunks are kept only to rebuild a partial answer when the stream fails; on success
+    def on_llm_new_token(
+        self, token: str, *, chunk: Any = None, run_id: UUID, **kwargs: Any
+    ) -> None:
+        # Chunks are kept only to rebuild a partial response when the stream fails; on success
         # LangChain passes the merged message to on_llm_end.
         model_run = self._model_runs.get(run_id)
         if model_run is not None and chunk is not None:
@@ -311,10 +397,21 @@ class LangChainTraceHandler(BaseCallbackHandler):
     def on_llm_end(self, response: Any, *, run_id: UUID, **kwargs: Any) -> None:
         self._end_model_run(run_id, response, None)
 
-    def on_llm_error(self, error: BaseException, *, run_id: UUID, response: Any = None, **kwargs: Any) -> None:
+    def on_llm_error(
+        self, error: BaseException, *, run_id: UUID, response: Any = None, **kwargs: Any
+    ) -> None:
         self._end_model_run(run_id, response, error)
 
-    def _start_model_run(self, run_id: UUID, parent_run_id: UUID | None, messages: tuple[Message, ...], limiter: PayloadLimiter, tags: list[str] | None, metadata: Mapping[str, Any] | None, kwargs: Mapping[str, Any]) -> None:
+    def _start_model_run(
+        self,
+        run_id: UUID,
+        parent_run_id: UUID | None,
+        messages: tuple[Message, ...],
+        limiter: PayloadLimiter,
+        tags: list[str] | None,
+        metadata: Mapping[str, Any] | None,
+        kwargs: Mapping[str, Any],
+    ) -> None:
         started = time.perf_counter()
         metadata = metadata or {}
         params = kwargs.get("invocation_params") or {}
@@ -347,26 +444,43 @@ class LangChainTraceHandler(BaseCallbackHandler):
         if trace_id != run_id:
             self._track(trace_id, run_id)
         if self._listeners:
-            self._emit_start(run_id, parent_run_id, trace_id, "llm", kwargs.get("name"), metadata, model_run)
+            self._emit_start(
+                run_id, parent_run_id, trace_id, "llm", kwargs.get("name"), metadata, model_run
+            )
 
-    def _record_metadata(self, metadata: Mapping[str, Any], params: Mapping[str, Any], tags: Sequence[str] | None, name: str | None, limiter: PayloadLimiter) -> dict[str, Any]:
+    def _record_metadata(
+        self,
+        metadata: Mapping[str, Any],
+        params: Mapping[str, Any],
+        tags: Sequence[str] | None,
+        name: str | None,
+        limiter: PayloadLimiter,
+    ) -> dict[str, Any]:
         if not self.capture_metadata:
             return {}
-        kept = {key: limiter.json(value) for key, value in metadata.items() if key not in _METADATA_SKIPPED}
+        kept = {key: value for key, value in metadata.items() if key not in _METADATA_SKIPPED}
         settings = {key: value for key, value in params.items() if key not in _PARAMS_SKIPPED}
+        converted = limiter.flat_mapping(kept)
         if settings:
-            kept["invocation_params"] = limiter.json(settings)
+            converted["invocation_params"] = limiter.flat_mapping(settings)
         if tags:
-            kept["tags"] = list(tags)
+            converted["tags"] = [
+                limiter.text(tag) for tag in tags if not tag.startswith(_INTERNAL_TAG_PREFIXES)
+            ]
         if name:
-            kept["run_name"] = name
-        return kept
+            converted["run_name"] = limiter.text(name)
+        return converted
 
     def _end_model_run(self, run_id: UUID, response: Any, error: BaseException | None) -> None:
         model_run = self._model_runs.pop(run_id, None)
         if model_run is None:
             self._counter.increment("unmatched_events")
             return
+        self._finish_model_run(run_id, model_run, response, error)
+
+    def _finish_model_run(
+        self, run_id: UUID, model_run: _ModelRun, response: Any, error: BaseException | None
+    ) -> None:
         record = None
         try:
             record = self._build_record(model_run, response, error)
@@ -378,7 +492,9 @@ class LangChainTraceHandler(BaseCallbackHandler):
         if self._listeners:
             self._emit_end(run_id, "llm", error, record)
 
-    def _build_record(self, model_run: _ModelRun, response: Any, error: BaseException | None) -> CallRecord:
+    def _build_record(
+        self, model_run: _ModelRun, response: Any, error: BaseException | None
+    ) -> CallRecord:
         latency_ms = (time.perf_counter() - model_run.started) * 1000.0
         limiter = PayloadLimiter(self.max_payload_chars)
         generation = _first_generation(response)
@@ -405,7 +521,9 @@ class LangChainTraceHandler(BaseCallbackHandler):
             model=response_model_name(generation) or model_run.model,
             provider=model_run.provider,
             tools=model_run.tools,
-            usage=usage_from(getattr(generation, "message", None), llm_output) if generation is not None else Usage(),
+            usage=usage_from(getattr(generation, "message", None), llm_output)
+            if generation is not None
+            else Usage(),
             latency_ms=latency_ms,
             started_at=model_run.started_at,
             error=describe_error(error, max_chars=_MAX_ERROR_CHARS) if error is not None else None,
@@ -436,7 +554,9 @@ class LangChainTraceHandler(BaseCallbackHandler):
         try:
             redacted = self._redactor(record)  # type: ignore[misc]
             if not isinstance(redacted, CallRecord):
-                raise TypeError(f"the redactor returned {type(redacted).__name__}, not a CallRecord")
+                raise TypeError(
+                    f"the redactor returned {type(redacted).__name__}, not a CallRecord"
+                )
         except Exception as exc:  # noqa: BLE001 - drop the record rather than store it unredacted
             self._counter.failure("redaction_failures", "redactor", exc, log=logger)
             self._counter.increment("dropped")
@@ -445,7 +565,16 @@ class LangChainTraceHandler(BaseCallbackHandler):
 
     # -- listeners ---------------------------------------------------------------------------
 
-    def _emit_start(self, run_id: UUID, parent_run_id: UUID | None, trace_id: UUID, kind: RunKind, name: str | None, metadata: Mapping[str, Any] | None, model_run: _ModelRun | None = None) -> None:
+    def _emit_start(
+        self,
+        run_id: UUID,
+        parent_run_id: UUID | None,
+        trace_id: UUID,
+        kind: RunKind,
+        name: str | None,
+        metadata: Mapping[str, Any] | None,
+        model_run: _ModelRun | None = None,
+    ) -> None:
         metadata = metadata or {}
         event = RunStart(
             run_id=run_id,
@@ -464,8 +593,12 @@ class LangChainTraceHandler(BaseCallbackHandler):
             except Exception as exc:  # noqa: BLE001 - a listener must not break the agent
                 self._counter.failure("listener_errors", "listener start", exc, log=logger)
 
-    def _emit_end(self, run_id: UUID, kind: RunKind, error: BaseException | None, record: CallRecord | None) -> None:
-        event = RunEnd(run_id=run_id, kind=kind, end_time_ns=time.time_ns(), error=error, record=record)
+    def _emit_end(
+        self, run_id: UUID, kind: RunKind, error: BaseException | None, record: CallRecord | None
+    ) -> None:
+        event = RunEnd(
+            run_id=run_id, kind=kind, end_time_ns=time.time_ns(), error=error, record=record
+        )
         for listener in self._listeners:
             try:
                 listener.on_run_end(event)
@@ -480,8 +613,14 @@ def _validate_options(store: Any, redactor: Any, max_payload_chars: Any) -> None
             'TraceStore() or TraceStore("memory://").'
         )
     if redactor is not None and not callable(redactor):
-        raise TypeError(f"redactor={redactor!r} is not callable: pass a function CallRecord -> CallRecord.")
-    if isinstance(max_payload_chars, bool) or not isinstance(max_payload_chars, int) or max_payload_chars < 1:
+        raise TypeError(
+            f"redactor={redactor!r} is not callable: pass a function CallRecord -> CallRecord."
+        )
+    if (
+        isinstance(max_payload_chars, bool)
+        or not isinstance(max_payload_chars, int)
+        or max_payload_chars < 1
+    ):
         raise ValueError(
             f"max_payload_chars={max_payload_chars!r} is invalid: pass a positive number of "
             f"characters (default {DEFAULT_MAX_CHARS})."
@@ -500,7 +639,7 @@ def _span_listener(tracer_provider: Any) -> RunListener:
 
 
 def _node_path(metadata: Mapping[str, Any]) -> str | None:
-    """The node path `outer/inner` from `langgraph_checkpoint_ns` (`outer:<task>|inner:<task>`)."""
+    """Return the node path `outer/inner` from `langgraph_checkpoint_ns` (`a:<id>|b:<id>`)."""
     checkpoint_ns = metadata.get("langgraph_checkpoint_ns")
     if checkpoint_ns:
         return "/".join(segment.partition(":")[0] for segment in checkpoint_ns.split("|"))
@@ -534,8 +673,12 @@ def _response_message(generation: Any, limiter: PayloadLimiter) -> Message | Non
         return None
     message = getattr(generation, "message", None)
     if message is None:
-        return Message(role="assistant", content=limiter.text(getattr(generation, "text", "") or ""))
+        return Message(
+            role="assistant", content=limiter.text(getattr(generation, "text", "") or "")
+        )
     converted, _ = convert_message(message, limiter)
     if converted.role != "assistant":
-        converted = Message(role="assistant", content=converted.content, tool_calls=converted.tool_calls)
+        converted = Message(
+            role="assistant", content=converted.content, tool_calls=converted.tool_calls
+        )
     return converted
