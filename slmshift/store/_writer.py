@@ -157,10 +157,13 @@ class BatchWriter(Generic[T]):
             self._drop(1, "the writer is closed or belongs to another process")
             return False
         try:
-            self._queue.put(record, timeout=self._submit_timeout_s)
+            self._queue.put_nowait(record)
         except queue.Full:
-            self._drop(1, "the write queue is full")
-            return False
+            try:
+                self._queue.put(record, timeout=self._submit_timeout_s)
+            except queue.Full:
+                self._drop(1, "the write queue is full")
+                return False
         self._count("queued", 1)
         return True
 
@@ -330,14 +333,17 @@ class BatchWriter(Generic[T]):
         self._count("dropped", len(batch))
 
     def _sleep_before_retry(self, failures: int) -> None:
-        delay = min(self._retry_initial_s * 2 ** (failures - 1), self._retry_max_s)
-        deadline = self._close_deadline
-        if self._closed and deadline is not None:
-            delay = max(0.0, min(delay, deadline - time.monotonic()))
-        # `close` sets the event so that a long backoff does not outlast its timeout.
-        self._wakeup.wait(delay)
+        # The exponent is capped: 2.0 ** 1100 overflows a float after a long outage.
+        delay = min(self._retry_initial_s * 2.0 ** min(failures - 1, 60), self._retry_max_s)
         if not self._closed:
+            # `close` sets the event, so that a long backoff does not outlast its timeout.
+            self._wakeup.wait(delay)
             self._wakeup.clear()
+            return
+        deadline = self._close_deadline
+        if deadline is not None:
+            delay = max(0.0, min(delay, deadline - time.monotonic()))
+        time.sleep(delay)
 
     # -- counters --------------------------------------------------------------------------
 
