@@ -1,6 +1,6 @@
 """Schema migrations of the SQLite trace store, applied in order inside one transaction each.
 
-`PRAGMA user_version` holds the number of the last migration applied, and `PRAGMA
+`PRAGMA user_version` contains the number of the last migration applied, and `PRAGMA
 application_id` marks the file as a slmshift store, so that a foreign SQLite file is rejected
 instead of being written into. Add a migration by appending a `Migration` with the next
 version; never edit one that has shipped.

@@ -1,8 +1,8 @@
 """Conversion between call records and the rows of the SQL trace stores.
 
-A row keeps the fields that queries filter and group on in plain columns, and everything a
-user or a model wrote (messages, response, tools, error text, metadata) in one JSON `payload`
-column, so that a store can encrypt the payload alone and still filter on the columns.
+A row keeps the fields that queries filter and group on in plain columns. Everything a user or
+a model wrote (messages, response, tools, error text, metadata) goes into one JSON `payload`
+column, so a store can encrypt the payload alone and still filter on the columns.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """The embedded trace store: one SQLite file in WAL mode, written by a background batch writer.
 
-Several threads and several processes may write to one file: each store object has its own
-writer thread and connections, SQLite's file locks serialise the write transactions, the busy
-timeout makes a writer wait for the lock, and a batch that still hits a locked file is retried.
+Several threads and several processes may write to one file. Each store object has its own
+writer thread and connections, and SQLite's file locks serialise the write transactions. The
+busy timeout makes a writer wait for the lock, and a batch that still finds the file locked is
+retried by the `BatchWriter`.
 """
 
 from __future__ import annotations
@@ -63,7 +64,9 @@ class SQLiteTraceStore(TraceStore):
         busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS,
         **writer_options: Any,
     ) -> None:
-        self.path = resolve_path(url)
+        # Absolute, so that connections opened after a change of working folder open this file.
+        self.path = resolve_path(url).absolute()
+        self._pid = os.getpid()
         self._busy_timeout_s = busy_timeout_ms / 1000
         self._closing = False
         self._closed = False
@@ -97,10 +100,9 @@ class SQLiteTraceStore(TraceStore):
     def add(self, record: CallRecord) -> bool:
         """Queue `record` for the writer thread; return False when it was dropped.
 
-        The record is turned into a row here, on the caller's thread, so that later changes
-        to its metadata dict do not reach the store and a record that cannot be written as
-        JSON is rejected at once (counted in `dropped`) instead of failing a whole batch.
-        Never raises.
+        The record is turned into a row here, on the caller's thread, so later changes to its
+        metadata dict do not reach the store. A record that cannot be written as JSON is
+        rejected at once (counted in `dropped`) instead of failing a whole batch. Never raises.
         """
         try:
             row = record_to_row(record)
@@ -259,7 +261,11 @@ class SQLiteTraceStore(TraceStore):
         return connection
 
     def _connection(self) -> sqlite3.Connection:
-        """Return this thread's reading (and `add_many`) connection."""
+        """Return this thread's reading (and `add_many`) connection.
+
+        NOTE: connections of threads that have ended stay open until `close`; a program that
+        reads from many short-lived threads should reuse threads (a pool) or reopen the store.
+        """
         connection = getattr(self._local, "connection", None)
         if self._closed:
             raise StoreError(f"The trace store {self.path} is closed: open a new TraceStore.")
@@ -330,7 +336,9 @@ class SQLiteTraceStore(TraceStore):
             logger.debug("Closing a failed writer connection to %s raised.", self.path, exc_info=True)
 
     def _close_at_exit(self) -> None:
-        self.close(EXIT_FLUSH_TIMEOUT_S)
+        # A forked child inherits the hook but not the writer thread; its connections are the parent's.
+        if os.getpid() == self._pid:
+            self.close(EXIT_FLUSH_TIMEOUT_S)
 
     def _to_record(self, row: tuple[Any, ...]) -> CallRecord:
         try:
