@@ -99,25 +99,29 @@ class SpanEmitter:
         run_id: Hashable,
         parent_run_id: Hashable | None,
         *,
-        node: str,
+        name: str,
+        node: str | None = None,
         agent_step: bool = False,
         step: int | None = None,
+        attributes: Mapping[str, Any] | None = None,
     ) -> None:
-        """Open the span of a graph node or workflow step.
+        """Open the span of a graph node or workflow step named `name`.
 
-        With `agent_step=True` the span is an `invoke_agent` span of the agent named `node`
-        (a LlamaIndex workflow agent taking its turn).
+        `node` is the node or agent the step belongs to (default `name`). With
+        `agent_step=True` the span is an `invoke_agent` span of the agent `node` (a LlamaIndex
+        workflow agent taking its turn).
         """
         try:
-            attributes = dict(self._node_attributes(node))
+            node = node or name
+            span_attributes = dict(self._node_attributes(node))
+            span_attributes.update(attributes or {})
             if step is not None:
-                attributes[sc.SLMSHIFT_STEP] = step
-            span_name = node
+                span_attributes[sc.SLMSHIFT_STEP] = step
             if agent_step:
-                attributes[sc.GEN_AI_OPERATION_NAME] = sc.OPERATION_INVOKE_AGENT
-                attributes[sc.GEN_AI_AGENT_NAME] = node
-                span_name = f"{sc.OPERATION_INVOKE_AGENT} {node}"
-            self._open(run_id, parent_run_id, span_name, attributes)
+                span_attributes[sc.GEN_AI_OPERATION_NAME] = sc.OPERATION_INVOKE_AGENT
+                span_attributes[sc.GEN_AI_AGENT_NAME] = node
+                name = f"{sc.OPERATION_INVOKE_AGENT} {node}"
+            self._open(run_id, parent_run_id, name, span_attributes)
         except Exception:  # noqa: BLE001 - tracing must never break the agent
             self._fail("start a step span", run_id)
 
