@@ -1,0 +1,421 @@
+"""The embedded trace store: one SQLite file in WAL mode, written by a background batch writer.
+
+Several threads and several processes may write to one file: each store object has its own
+writer thread and connections, SQLite's file locks serialise the write transactions, the busy
+timeout makes a writer wait for the lock, and a batch that still hits a locked file is retried.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import sqlite3
+import stat
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from slmshift.records import CallRecord, RecordError
+from slmshift.store import _migrations
+from slmshift.store._rows import COLUMNS, format_time, record_to_row, row_to_record
+from slmshift.store._writer import DEFAULT_CLOSE_TIMEOUT_S, BatchWriter, RateLimitedLog
+from slmshift.store.base import DEFAULT_STORE_PATH, NodeSummary, RecordQuery, StoreError, TraceStore
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_BUSY_TIMEOUT_MS = 10_000
+# How long an interpreter exit waits for queued records to be written.
+EXIT_FLUSH_TIMEOUT_S = 10.0
+# Attempts at switching a new file to WAL while other processes create it too.
+WAL_SWITCH_ATTEMPTS = 20
+
+_INSERT_SQL = (
+    f"INSERT OR IGNORE INTO records ({', '.join(COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in COLUMNS)})"
+)
+_SELECT_COLUMNS = ", ".join(COLUMNS)
+
+
+class SQLiteTraceStore(TraceStore):
+    """A trace store in one SQLite file, `./.slmshift/traces.db` by default.
+
+    Args:
+        url: A file path, `sqlite:///relative/path`, `sqlite:////absolute/path`, or None for
+            the default path.
+        busy_timeout_ms: How long a connection waits for another writer's lock.
+        **writer_options: Passed to `BatchWriter` (`max_queue_size`, `max_batch_size`,
+            `flush_interval_ms`, ...).
+
+    The folder is created with mode 0700 and the file with mode 0600 before SQLite opens it;
+    SQLite gives its `-wal` and `-shm` files the mode of the database file.
+
+    Raises:
+        StoreError: the file is not a slmshift store, has a newer schema, or cannot be opened.
+    """
+
+    def __init__(
+        self,
+        url: str | Path | None = None,
+        *,
+        busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS,
+        **writer_options: Any,
+    ) -> None:
+        self.path = resolve_path(url)
+        self._busy_timeout_s = busy_timeout_ms / 1000
+        self._closed = False
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._connections_lock = threading.Lock()
+        self._writer_connection: sqlite3.Connection | None = None
+        self._rejected = 0
+        self._rejected_lock = threading.Lock()
+        self._warn_rejected = RateLimitedLog(logger, logging.WARNING)
+
+        _prepare_files(self.path)
+        self._open_schema()
+        self._writer: BatchWriter[tuple[Any, ...]] = BatchWriter(
+            self._write_rows, name=f"slmshift-sqlite-writer:{self.path.name}", **writer_options
+        )
+        atexit.register(self._close_at_exit)
+
+    def __repr__(self) -> str:
+        return f"SQLiteTraceStore({str(self.path)!r})"
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def add(self, record: CallRecord) -> bool:
+        """Queue `record` for the writer thread; return False when it was dropped.
+
+        The record is turned into a row here, on the caller's thread, so that later changes
+        to its metadata dict do not reach the store and a record that cannot be written as
+        JSON is rejected at once (counted in `dropped`) instead of failing a whole batch.
+        Never raises.
+        """
+        try:
+            row = record_to_row(record)
+        except Exception as exc:  # noqa: BLE001 - tracing must never raise into the agent
+            with self._rejected_lock:
+                self._rejected += 1
+            self._warn_rejected(
+                "Dropped a call record that cannot be stored (%s: %s).",
+                type(exc).__name__,
+                _first_line(exc),
+            )
+            return False
+        return self._writer.submit(row)
+
+    def add_many(self, records: Iterable[CallRecord]) -> int:
+        """Write `records` in one transaction on the caller's thread; return how many were new.
+
+        Records whose id is already stored are skipped, so importing a file twice adds nothing.
+
+        Raises:
+            RecordError: a record cannot be written as JSON; nothing was written.
+            StoreError: the transaction failed (for example the file stayed locked); nothing
+                was written.
+        """
+        rows = [_row_or_raise(record) for record in records]
+        if not rows:
+            return 0
+        connection = self._connection()
+        before = connection.total_changes
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+            connection.executemany(_INSERT_SQL, rows)
+            connection.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
+            raise StoreError(f"Failed to write {len(rows)} records to {self.path}: {exc}.") from exc
+        return connection.total_changes - before
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Block until every record added before the call is committed; False on timeout."""
+        return self._writer.flush(timeout)
+
+    def close(self, timeout: float | None = DEFAULT_CLOSE_TIMEOUT_S) -> None:
+        """Write the queued records (waiting up to `timeout` seconds) and close the file."""
+        if self._closed:
+            return
+        self._closed = True
+        atexit.unregister(self._close_at_exit)
+        self._writer.close(timeout)
+        with self._connections_lock:
+            connections, self._connections = self._connections, []
+        for connection in connections:
+            connection.close()
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """Counters: `queued`, `written`, `dropped` (rejected records included), `failed`, `retries`."""
+        counters = self._writer.stats
+        counters["dropped"] += self._rejected
+        return counters
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def records(self, **filters: Any) -> Iterator[CallRecord]:
+        """Stream records in `started_at` order (ties in insertion order), filtered in SQL.
+
+        With `newest_first=True` the order is reversed, so that `limit` keeps the latest records.
+
+        Raises:
+            StoreError: a stored row is not a valid record.
+        """
+        query = RecordQuery(**filters)
+        where, parameters = _where_clause(query)
+        order = "started_at DESC, rowid DESC" if query.newest_first else "started_at, rowid"
+        sql = f"SELECT {_SELECT_COLUMNS} FROM records{where} ORDER BY {order}"
+        if query.limit is not None:
+            sql += " LIMIT ?"
+            parameters.append(query.limit)
+        cursor = self._connection().execute(sql, parameters)
+        try:
+            for row in cursor:
+                yield self._to_record(row)
+        finally:
+            cursor.close()
+
+    def get(self, record_id: str) -> CallRecord | None:
+        row = self._connection().execute(
+            f"SELECT {_SELECT_COLUMNS} FROM records WHERE id = ?", (record_id,)
+        ).fetchone()
+        return None if row is None else self._to_record(row)
+
+    def count(self, **filters: Any) -> int:
+        query = RecordQuery(**filters)
+        where, parameters = _where_clause(query)
+        sql = f"SELECT COUNT(*) FROM (SELECT 1 FROM records{where}"
+        if query.limit is not None:
+            sql += " LIMIT ?"
+            parameters.append(query.limit)
+        return int(self._connection().execute(sql + ")", parameters).fetchone()[0])
+
+    def match_ids(self, prefix: str, *, limit: int = 10) -> list[str]:
+        escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        rows = self._connection().execute(
+            "SELECT id FROM records WHERE id LIKE ? ESCAPE '\\' ORDER BY id LIMIT ?",
+            (escaped + "%", limit),
+        )
+        return [row[0] for row in rows]
+
+    def nodes(self, **filters: Any) -> list[NodeSummary]:
+        query = RecordQuery(**filters)
+        where, parameters = _where_clause(query)
+        sql = f"""
+            SELECT agent, node, model, COUNT(*), SUM(is_error),
+                   SUM(input_tokens), SUM(output_tokens),
+                   SUM(input_tokens IS NULL OR output_tokens IS NULL), AVG(latency_ms)
+            FROM records{where}
+            GROUP BY agent, node, model
+            ORDER BY COALESCE(agent, ''), COALESCE(node, ''), COALESCE(model, '')
+        """
+        return [
+            NodeSummary(
+                agent=row[0],
+                node=row[1],
+                model=row[2],
+                calls=row[3],
+                errors=row[4],
+                input_tokens=row[5],
+                output_tokens=row[6],
+                calls_without_usage=row[7],
+                mean_latency_ms=row[8],
+            )
+            for row in self._connection().execute(sql, parameters)
+        ]
+
+    # -- connections -----------------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._closed:
+            raise StoreError(f"The trace store {self.path} is closed: open a new TraceStore.")
+        try:
+            connection = sqlite3.connect(
+                self.path, timeout=self._busy_timeout_s, isolation_level=None, check_same_thread=False
+            )
+            # In WAL mode, NORMAL syncs the WAL to disk at checkpoints rather than at every
+            # commit: a committed transaction survives the crash or kill of any process, but
+            # the last commits can be lost if the machine loses power (the file stays
+            # consistent). "Committed" in this store means committed to the WAL.
+            connection.execute("PRAGMA synchronous = NORMAL")
+        except sqlite3.Error as exc:
+            raise StoreError(f"Failed to open the trace store {self.path}: {exc}.") from exc
+        with self._connections_lock:
+            self._connections.append(connection)
+        return connection
+
+    def _connection(self) -> sqlite3.Connection:
+        """Return this thread's reading (and `add_many`) connection."""
+        connection = getattr(self._local, "connection", None)
+        if self._closed:
+            raise StoreError(f"The trace store {self.path} is closed: open a new TraceStore.")
+        if connection is None:
+            connection = self._connect()
+            self._local.connection = connection
+        return connection
+
+    def _open_schema(self) -> None:
+        connection = self._connect()
+        try:
+            self._check_file(connection)
+            _switch_to_wal(connection, self.path)
+            _migrations.apply_migrations(connection)
+        except sqlite3.OperationalError as exc:
+            raise StoreError(f"Failed to open the trace store {self.path}: {exc}.") from exc
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(
+                f"{self.path} is not a slmshift trace store ({exc}): pass another --store path, "
+                "or move the file away."
+            ) from exc
+        self._local.connection = connection
+
+    def _check_file(self, connection: sqlite3.Connection) -> None:
+        version = _migrations.read_version(connection)
+        application_id = _migrations.read_application_id(connection)
+        is_ours = application_id == _migrations.APPLICATION_ID
+        if version > _migrations.LATEST_VERSION and is_ours:
+            raise StoreError(
+                f"The trace store {self.path} has schema version {version}, newer than this "
+                f"slmshift supports ({_migrations.LATEST_VERSION}): upgrade slmshift to open it."
+            )
+        has_tables = connection.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0] > 0
+        if not is_ours and (version > 0 or application_id != 0 or has_tables):
+            raise StoreError(
+                f"{self.path} is an SQLite file but not a slmshift trace store: pass another "
+                "--store path, or move the file away."
+            )
+
+    # -- writer thread ---------------------------------------------------------------------
+
+    def _write_rows(self, rows: list[tuple[Any, ...]]) -> None:
+        """Write one batch in one transaction; called by the `BatchWriter` thread only."""
+        if self._writer_connection is None:
+            self._writer_connection = self._connect()
+        connection = self._writer_connection
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+            connection.executemany(_INSERT_SQL, rows)
+            connection.execute("COMMIT")
+        except BaseException:
+            self._reset_writer_connection()
+            raise
+
+    def _reset_writer_connection(self) -> None:
+        # A fresh connection on the next attempt also recovers from a connection SQLite broke.
+        connection, self._writer_connection = self._writer_connection, None
+        if connection is None:
+            return
+        try:
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
+            connection.close()
+        except sqlite3.Error:
+            logger.debug("Closing a failed writer connection to %s raised.", self.path, exc_info=True)
+
+    def _close_at_exit(self) -> None:
+        self.close(EXIT_FLUSH_TIMEOUT_S)
+
+    def _to_record(self, row: tuple[Any, ...]) -> CallRecord:
+        try:
+            return row_to_record(row)
+        except (RecordError, ValueError) as exc:
+            raise StoreError(f"Record {row[0]!r} in {self.path} is invalid: {exc}") from exc
+
+
+def resolve_path(url: str | Path | None) -> Path:
+    """Return the file path of a SQLite store URL: a path, `sqlite:///path` or None (the default)."""
+    if url is None:
+        return DEFAULT_STORE_PATH
+    text = str(url)
+    if text.startswith("sqlite://"):
+        text = text.removeprefix("sqlite://")
+        if not text.startswith("/") or text == "/":
+            raise StoreError(
+                f"Invalid SQLite URL {str(url)!r}: use sqlite:///relative/path.db or "
+                "sqlite:////absolute/path.db (an in-memory store is memory://)."
+            )
+        text = text[1:]
+    if not text:
+        raise StoreError("Empty trace store path: pass a file path such as .slmshift/traces.db.")
+    return Path(text).expanduser()
+
+
+def _prepare_files(path: Path) -> None:
+    """Create the folder (0700) and the file (0600) before SQLite does, and tighten loose modes."""
+    folder = path.parent
+    if not folder.exists():
+        try:
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"Failed to create the trace store folder {folder}: {exc}.") from exc
+    try:
+        descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise StoreError(f"Failed to open the trace store {path}: {exc}.") from exc
+    os.close(descriptor)
+    for candidate in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        _make_private(candidate)
+
+
+def _make_private(path: Path) -> None:
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except FileNotFoundError:
+        return
+    if mode & 0o077:
+        logger.warning("Trace store file %s had mode %o; setting it to 0600.", path, mode)
+        try:
+            path.chmod(0o600)
+        except OSError as exc:
+            logger.warning("Failed to set mode 0600 on %s: %s.", path, exc)
+
+
+def _switch_to_wal(connection: sqlite3.Connection, path: Path) -> None:
+    # Switching needs an exclusive lock, and processes opening a new file together contend for it.
+    for attempt in range(WAL_SWITCH_ATTEMPTS):
+        try:
+            mode = connection.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == WAL_SWITCH_ATTEMPTS - 1:
+                raise
+            time.sleep(0.05 * (attempt + 1))
+            continue
+        if mode.lower() != "wal":
+            raise StoreError(
+                f"Failed to switch {path} to WAL mode (got {mode!r}): keep the store on a local "
+                "file system."
+            )
+        return
+
+
+def _where_clause(query: RecordQuery) -> tuple[str, list[Any]]:
+    conditions: list[str] = []
+    parameters: list[Any] = []
+    for column in ("agent", "node", "model", "trace_id"):
+        value = getattr(query, column)
+        if value is not None:
+            conditions.append(f"{column} = ?")
+            parameters.append(value)
+    if query.since is not None:
+        conditions.append("started_at >= ?")
+        parameters.append(format_time(query.since))
+    if query.until is not None:
+        conditions.append("started_at < ?")
+        parameters.append(format_time(query.until))
+    where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+    return where, parameters
+
+
+def _row_or_raise(record: CallRecord) -> tuple[Any, ...]:
+    try:
+        return record_to_row(record)
+    except (TypeError, ValueError) as exc:
+        raise RecordError(f"Record {record.id} cannot be stored as JSON: {exc}. Nothing was written.") from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).splitlines()[0][:200] if str(exc) else ""
