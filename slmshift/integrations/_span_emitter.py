@@ -192,20 +192,23 @@ class SpanEmitter:
         operation: str = sc.OPERATION_CHAT,
         request_parameters: Mapping[str, Any] | None = None,
         redacted: bool = False,
+        include_content: bool = True,
     ) -> None:
         """Emit the finished span of one model call, timed from the record.
 
         `redacted=True` says the handler already ran the redactor on `record`; otherwise the
-        emitter runs it before reading content.
+        emitter runs it before reading content. `include_content=False` leaves content off
+        this span even when content capture is on.
         """
         try:
-            if self.capture_content and self.redactor is not None and not redacted:
+            capture = self.capture_content and include_content
+            if capture and self.redactor is not None and not redacted:
                 record = self.redactor(record)
             attributes = model_call_attributes(
                 record,
                 operation=operation,
                 request_parameters=request_parameters,
-                capture_content=self.capture_content,
+                capture_content=capture,
                 node_attribute=self.node_attribute,
             )
             start_ns = _datetime_ns(record.started_at)
