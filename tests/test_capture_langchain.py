@@ -577,3 +577,26 @@ def test_bad_options_raise(memory_store):
         LangChainTraceHandler(memory_store, agent="bot", max_payload_chars=0)
     with pytest.raises(TypeError, match="redactor='x' is not callable"):
         LangChainTraceHandler(memory_store, agent="bot", redactor="x")
+
+
+def test_sqlite_store_receives_records(tmp_path):
+    from slmshift.store import TraceStore
+
+    store = TraceStore(tmp_path / "traces.db")
+    text = "Grüße 👩‍💻 東京"
+    model = ScriptedChatModel(responses=[tool_call_message("get_weather", {"city": text}), text_message(text, input_tokens=3, output_tokens=2), text])
+    handler = LangChainTraceHandler(store, agent="bot")
+
+    three_node_graph(model).invoke({"messages": [HumanMessage(text)]}, {"callbacks": [handler]})
+    assert handler.flush(timeout=10)
+    records = list(store.records(agent="bot"))
+    store.close()
+
+    assert [record.node for record in records] == ["classify", "plan", "plan"]
+    assert records[0].output_kind == "tool_call"
+    assert records[0].response.tool_calls[0].arguments == {"city": text}
+    assert records[0].messages[0].content == text
+    assert records[1].usage.input_tokens == 3
+    assert records[2].usage.input_tokens is None
+    assert handler.stats.records == 3
+    assert (tmp_path / "traces.db").stat().st_mode & 0o777 == 0o600

@@ -51,10 +51,32 @@ class PayloadLimiter:
         return truncate_text(value, self.max_chars)
 
     def json(self, value: Any) -> Any:
-        if type(value) is str:
+        kind = type(value)
+        if kind is str:
             return self.text(value)
+        if kind is int or kind is bool or value is None:
+            return value
         converted, truncated = to_jsonable_with_flag(value, max_chars=self.max_chars)
         self.truncated = self.truncated or truncated
+        return converted
+
+    def flat_mapping(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        """Convert a mapping of mostly scalars and string tuples, such as run metadata.
+
+        This is the per-call hot path: plain values are copied without the general
+        conversion, and anything else goes through `json`.
+        """
+        converted: dict[str, Any] = {}
+        for key, value in values.items():
+            kind = type(value)
+            if kind is str:
+                converted[key] = self.text(value)
+            elif kind is int or kind is bool or value is None:
+                converted[key] = value
+            elif (kind is tuple or kind is list) and all(type(item) is str and len(item) <= self.max_chars for item in value):
+                converted[key] = list(value)
+            else:
+                converted[key] = self.json(value)
         return converted
 
 
@@ -87,7 +109,8 @@ def convert_message(message: Any, limiter: PayloadLimiter) -> tuple[Message, str
             role=role,
             content=content,
             tool_calls=convert_tool_calls(message, limiter) if role == "assistant" else (),
-            tool_call_id=getattr(message, "tool_call_id", None),
+            # Only tool messages have the attribute; a miss on a pydantic message is slow.
+            tool_call_id=getattr(message, "tool_call_id", None) if role == "tool" else None,
             name=getattr(message, "name", None),
         ),
         original_role,

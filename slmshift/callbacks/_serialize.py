@@ -34,12 +34,14 @@ TRUNCATION_MARKER = "…[truncated by slmshift, original length "
 _SCALARS = (str, int, bool, type(None))
 
 
-@dataclasses.dataclass
 class _Limits:
-    max_chars: int
-    max_items: int
-    max_depth: int
-    truncated: bool = False
+    __slots__ = ("max_chars", "max_items", "max_depth", "truncated")
+
+    def __init__(self, max_chars: int, max_items: int, max_depth: int) -> None:
+        self.max_chars = max_chars
+        self.max_items = max_items
+        self.max_depth = max_depth
+        self.truncated = False
 
 
 def truncate_text(text: str, max_chars: int) -> str:
@@ -102,11 +104,26 @@ def _convert(value: Any, limits: _Limits, depth: int, active: set[int]) -> Any:
     if depth >= limits.max_depth:
         limits.truncated = True
         return placeholder(value, f"nested deeper than {limits.max_depth} levels")
+    if kind is dict or kind is list or kind is tuple:
+        return _convert_plain_container(value, limits, depth, active)
     try:
         return _convert_object(value, limits, depth, active)
     except Exception:  # noqa: BLE001 - a hostile __iter__ or property must not break capture
         logger.debug("Could not convert a %s to JSON", kind.__qualname__, exc_info=True)
         return placeholder(value, "conversion failed")
+
+
+def _convert_plain_container(value: Any, limits: _Limits, depth: int, active: set[int]) -> Any:
+    # Exact dict, list and tuple skip the isinstance and ABC checks of _convert_object.
+    if id(value) in active:
+        return placeholder(value, "reference cycle")
+    active.add(id(value))
+    try:
+        if type(value) is dict:
+            return _mapping(value, limits, depth, active)
+        return _sequence(value, limits, depth, active)
+    finally:
+        active.discard(id(value))
 
 
 def _convert_object(value: Any, limits: _Limits, depth: int, active: set[int]) -> Any:

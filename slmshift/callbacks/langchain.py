@@ -53,6 +53,8 @@ _METADATA_SKIPPED = frozenset(
 # Invocation parameters that become record fields instead of metadata.
 _PARAMS_SKIPPED = frozenset({"tools", "tool_choice", "response_format", "ls_structured_output_format"})
 _MAX_ERROR_CHARS = 2_000
+# Tags LangChain and LangGraph add to every run to number sequence and graph steps.
+_INTERNAL_TAG_PREFIXES = ("seq:step:", "graph:step:")
 
 
 def _control_flow_exceptions() -> tuple[type[BaseException], ...]:
@@ -365,15 +367,16 @@ class LangChainTraceHandler(BaseCallbackHandler):
     def _record_metadata(self, metadata: Mapping[str, Any], params: Mapping[str, Any], tags: Sequence[str] | None, name: str | None, limiter: PayloadLimiter) -> dict[str, Any]:
         if not self.capture_metadata:
             return {}
-        kept = {key: limiter.json(value) for key, value in metadata.items() if key not in _METADATA_SKIPPED}
+        kept = {key: value for key, value in metadata.items() if key not in _METADATA_SKIPPED}
         settings = {key: value for key, value in params.items() if key not in _PARAMS_SKIPPED}
+        converted = limiter.flat_mapping(kept)
         if settings:
-            kept["invocation_params"] = limiter.json(settings)
+            converted["invocation_params"] = limiter.flat_mapping(settings)
         if tags:
-            kept["tags"] = list(tags)
+            converted["tags"] = [limiter.text(tag) for tag in tags if not tag.startswith(_INTERNAL_TAG_PREFIXES)]
         if name:
-            kept["run_name"] = name
-        return kept
+            converted["run_name"] = limiter.text(name)
+        return converted
 
     def _end_model_run(self, run_id: UUID, response: Any, error: BaseException | None) -> None:
         model_run = self._model_runs.pop(run_id, None)
