@@ -51,7 +51,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_filters(export_parser, default_limit=None)
     export_parser.set_defaults(handler=run_export)
 
-    import_parser = commands.add_parser("import", help="add calls from a JSON Lines file")
+    import_parser = commands.add_parser(
+        "import", help="add calls from a JSON Lines export or an OTLP JSON trace file"
+    )
     import_parser.add_argument("file", metavar="FILE", help="input file, or - for stdin")
     import_parser.add_argument(
         "--format",
@@ -191,8 +193,21 @@ def _read_jsonl_text(text: str, name: str) -> list[Any]:
     return read_jsonl(io.StringIO(text), name)
 
 
+def _read_otlp_json_text(text: str, name: str) -> list[Any]:
+    try:
+        from slmshift.integrations.otlp_json import read_otlp_json
+    except ImportError as exc:
+        raise CommandError(
+            f"Importing OTLP JSON ({name}) needs the OpenTelemetry SDK: install slmshift[otel]."
+        ) from exc
+    return read_otlp_json(text, name)
+
+
 # Format name -> reader of the whole text; each reader validates everything before returning.
-IMPORT_FORMATS: dict[str, Callable[[str, str], list[Any]]] = {"jsonl": _read_jsonl_text}
+IMPORT_FORMATS: dict[str, Callable[[str, str], list[Any]]] = {
+    "jsonl": _read_jsonl_text,
+    "otlp-json": _read_otlp_json_text,
+}
 
 
 def detect_import_format(head: str) -> str:

@@ -99,25 +99,29 @@ class SpanEmitter:
         run_id: Hashable,
         parent_run_id: Hashable | None,
         *,
-        node: str,
+        name: str,
+        node: str | None = None,
         agent_step: bool = False,
         step: int | None = None,
+        attributes: Mapping[str, Any] | None = None,
     ) -> None:
-        """Open the span of a graph node or workflow step.
+        """Open the span of a graph node or workflow step named `name`.
 
-        With `agent_step=True` the span is an `invoke_agent` span of the agent named `node`
-        (a LlamaIndex workflow agent taking its turn).
+        `node` is the node or agent the step belongs to (default `name`). With
+        `agent_step=True` the span is an `invoke_agent` span of the agent `node` (a LlamaIndex
+        workflow agent taking its turn).
         """
         try:
-            attributes = dict(self._node_attributes(node))
+            node = node or name
+            span_attributes = dict(self._node_attributes(node))
+            span_attributes.update(attributes or {})
             if step is not None:
-                attributes[sc.SLMSHIFT_STEP] = step
-            span_name = node
+                span_attributes[sc.SLMSHIFT_STEP] = step
             if agent_step:
-                attributes[sc.GEN_AI_OPERATION_NAME] = sc.OPERATION_INVOKE_AGENT
-                attributes[sc.GEN_AI_AGENT_NAME] = node
-                span_name = f"{sc.OPERATION_INVOKE_AGENT} {node}"
-            self._open(run_id, parent_run_id, span_name, attributes)
+                span_attributes[sc.GEN_AI_OPERATION_NAME] = sc.OPERATION_INVOKE_AGENT
+                span_attributes[sc.GEN_AI_AGENT_NAME] = node
+                name = f"{sc.OPERATION_INVOKE_AGENT} {node}"
+            self._open(run_id, parent_run_id, name, span_attributes)
         except Exception:  # noqa: BLE001 - tracing must never break the agent
             self._fail("start a step span", run_id)
 
@@ -188,20 +192,23 @@ class SpanEmitter:
         operation: str = sc.OPERATION_CHAT,
         request_parameters: Mapping[str, Any] | None = None,
         redacted: bool = False,
+        include_content: bool = True,
     ) -> None:
         """Emit the finished span of one model call, timed from the record.
 
         `redacted=True` says the handler already ran the redactor on `record`; otherwise the
-        emitter runs it before reading content.
+        emitter runs it before reading content. `include_content=False` leaves content off
+        this span even when content capture is on.
         """
         try:
-            if self.capture_content and self.redactor is not None and not redacted:
+            capture = self.capture_content and include_content
+            if capture and self.redactor is not None and not redacted:
                 record = self.redactor(record)
             attributes = model_call_attributes(
                 record,
                 operation=operation,
                 request_parameters=request_parameters,
-                capture_content=self.capture_content,
+                capture_content=capture,
                 node_attribute=self.node_attribute,
             )
             start_ns = _datetime_ns(record.started_at)

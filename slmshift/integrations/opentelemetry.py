@@ -34,6 +34,7 @@ from slmshift.integrations._span_export import (
     otlp_tracer_provider,
     span_export_stats,
 )
+from slmshift.integrations._span_listener import SpanListener
 from slmshift.integrations._span_records import (
     SpanData,
     agent_step_name,
@@ -51,6 +52,7 @@ __all__ = [
     "Redactor",
     "SpanData",
     "SpanEmitter",
+    "SpanListener",
     "TraceStoreSpanExporter",
     "model_call_attributes",
     "otlp_tracer_provider",
