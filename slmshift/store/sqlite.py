@@ -157,9 +157,10 @@ class SQLiteTraceStore(TraceStore):
         """Write the queued records (waiting up to `timeout` seconds) and close the file."""
         if self._closed:
             return
-        self._closed = True
         atexit.unregister(self._close_at_exit)
+        # The writer may still need to open its connection, so the store closes after it.
         self._writer.close(timeout)
+        self._closed = True
         with self._connections_lock:
             connections, self._connections = self._connections, []
         for connection in connections:
