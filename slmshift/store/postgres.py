@@ -396,6 +396,10 @@ class PostgresTraceStore(TraceStore):
             )
         self._keys = [new_key, *self._keys]
         self._codec = new_codec
+        # UPDATE leaves the old row versions, readable with the old key (or in clear), in the
+        # table files until they are rewritten. NOTE: the server's WAL and backups keep them.
+        with self._reading() as connection:
+            connection.execute("VACUUM FULL records")
         return rotated
 
     def _reencrypt(self, connection: Any, new_codec: PayloadCodec) -> int:

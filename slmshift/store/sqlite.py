@@ -373,6 +373,8 @@ class SQLiteTraceStore(TraceStore):
             raise
         self._keys = [new_key, *self._keys]
         self._codec = new_codec
+        # Old payloads stay in freed pages until overwritten; VACUUM rewrites the whole file.
+        connection.execute("VACUUM")
         return len(updates)
 
     def _resolve_mode(self, connection: sqlite3.Connection) -> PayloadCodec:
