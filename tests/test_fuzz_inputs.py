@@ -163,3 +163,64 @@ def test_postgres_url_with_bad_user_or_database_raises_store_error(postgres_serv
 def test_sqlite_url_without_a_path_names_the_fix():
     with pytest.raises(StoreError, match=r"sqlite:///relative/path\.db"):
         TraceStore("sqlite://")
+
+
+plan_node = st.dictionaries(
+    st.sampled_from(["node", "task", "base_model", "adapter", "endpoint", "adapter_name", "validation",
+                     "fallback", "promotion", "max_new_tokens", "load_options", "mode"]),
+    json_values | st.dictionaries(
+        st.sampled_from(["mode", "canary_share", "labels", "min_confidence", "json_schema", "seed"]),
+        json_values, max_size=3,
+    ),
+    max_size=6,
+)
+plan_like = st.one_of(
+    json_values,
+    st.fixed_dictionaries(
+        {"version": st.sampled_from([1, 1, 2, "1", None]), "nodes": st.lists(plan_node, max_size=3)},
+        optional={"agent": json_values},
+    ),
+)
+
+
+@FUZZ
+@given(plan_like, st.sampled_from([".yaml", ".json"]))
+def test_plan_load_raises_only_plan_error(tmp_path_factory, data, suffix):
+    from slmshift.converters.plan import ConversionPlan, PlanError
+
+    path = tmp_path_factory.mktemp("plan") / f"plan{suffix}"
+    path.write_text(json.dumps(data), encoding="utf-8")
+    try:
+        plan = ConversionPlan.load(path)
+    except PlanError as exc:
+        assert str(path) in str(exc) or "plan" in str(exc).lower()
+    else:
+        assert all(isinstance(entry.node, str) for entry in plan.nodes)
+
+
+@FUZZ
+@given(st.binary(max_size=80), st.sampled_from([".yaml", ".json"]))
+def test_plan_load_of_arbitrary_bytes_raises_only_plan_error(tmp_path_factory, data, suffix):
+    from slmshift.converters.plan import ConversionPlan, PlanError
+
+    path = tmp_path_factory.mktemp("plan") / f"plan{suffix}"
+    path.write_bytes(data)
+    try:
+        ConversionPlan.load(path)
+    except PlanError as exc:
+        assert str(path) in str(exc) or "plan" in str(exc).lower()
+
+
+@pytest.mark.postgres
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(lines, min_size=1, max_size=6))
+def test_postgres_import_writes_all_lines_or_nothing(postgres_url, file_lines):
+    with TraceStore(postgres_url, keys=[]) as store:
+        before = store.count()
+        try:
+            added = store.import_jsonl(io.StringIO("\n".join(file_lines)))
+        except RecordError as exc:
+            assert "nothing was imported" in str(exc)
+            assert store.count() == before
+        else:
+            assert store.count() == before + added

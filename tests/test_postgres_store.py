@@ -29,7 +29,7 @@ def test_records_round_trip_and_filter(postgres_url):
         assert store.count(node="classify") == 10
         assert store.get(records[3].id) == records[3]
         assert [r.id for r in store.records(node="lookup", limit=2)] == [records[1].id, records[3].id]
-        assert store.nodes() == [("support-bot", "classify", 10), ("support-bot", "lookup", 10)]
+        assert [(n.node, n.calls, n.input_tokens) for n in store.nodes()] == [("classify", 10, 420), ("lookup", 10, 800)]
 
 
 def test_add_is_batched_and_visible_after_flush(postgres_url):
@@ -58,8 +58,8 @@ def test_concurrent_processes_migrate_once_and_lose_nothing(postgres_url):
         worker.join(timeout=120)
         assert worker.exitcode == 0
     with psycopg.connect(postgres_url) as connection:
-        assert connection.execute("SELECT count(*) FROM slmshift_schema").fetchone()[0] == 1
-        assert connection.execute("SELECT count(*) FROM call_records").fetchone()[0] == 1000
+        assert connection.execute("SELECT count(*) FROM store_schema").fetchone()[0] == 1
+        assert connection.execute("SELECT count(*) FROM records").fetchone()[0] == 1000
 
 
 def test_encrypted_store_holds_no_planted_secret(postgres_url):
@@ -69,7 +69,7 @@ def test_encrypted_store_holds_no_planted_secret(postgres_url):
         assert store.count(agent="support-bot", node="classify") == 5
         assert PLANTED_SECRET in store.get(make_record(0).id).messages[1].content
     with psycopg.connect(postgres_url) as connection:
-        dump = connection.execute("SELECT string_agg(t::text, '') FROM call_records t").fetchone()[0]
+        dump = connection.execute("SELECT string_agg(t::text, '') FROM records t").fetchone()[0]
     assert "support-bot" in dump
     assert PLANTED_SECRET not in dump and "Ada" not in dump
 
@@ -89,7 +89,7 @@ def test_rotate_key_reencrypts_every_record(postgres_url):
         assert store.count() == 30
         assert len(list(store.records())) == 30
     with psycopg.connect(postgres_url) as connection:
-        key_ids = connection.execute("SELECT DISTINCT key_id FROM call_records").fetchall()
+        key_ids = connection.execute("SELECT DISTINCT key_id FROM records").fetchall()
     assert key_ids == [(new.key_id,)]
 
 

@@ -174,7 +174,13 @@ class ConversionPlan:
         path = Path(path)
         if not path.is_file():
             raise PlanError(f"Plan file {str(path)!r} not found: write one with `slmshift plan write`.")
-        text = path.read_text(encoding="utf-8")
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise PlanError(
+                f"Plan file {path} is not UTF-8 text ({exc.reason} at byte {exc.start}): "
+                "save it as UTF-8 YAML or JSON."
+            ) from exc
         try:
             data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
         except (json.JSONDecodeError, yaml.YAMLError) as exc:

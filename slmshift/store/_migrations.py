@@ -67,6 +67,15 @@ MIGRATIONS: tuple[Migration, ...] = (
         # model filter usually comes with an agent or node filter.
         statements=("CREATE INDEX records_agent_node ON records (agent, node, started_at)",),
     ),
+    Migration(
+        version=3,
+        description="Add the key id of encrypted payloads and the store settings table",
+        statements=(
+            # NULL for a plaintext payload; the id of the AES-GCM key that sealed it otherwise.
+            "ALTER TABLE records ADD COLUMN key_id TEXT",
+            "CREATE TABLE store_meta (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL)",
+        ),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

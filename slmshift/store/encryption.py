@@ -176,3 +176,87 @@ class PayloadCipher:
                 f"Record {record_id}: payload failed authentication (altered, or copied from "
                 "another row); it was not read."
             ) from exc
+
+
+# -- store-level mode and row sealing ------------------------------------------------------
+
+PLAINTEXT = "none"
+ENCRYPTION_META_KEY = "encryption"
+
+
+class PayloadCodec:
+    """Seals the payload column of store rows, or passes it through for a plaintext store.
+
+    Rows are in `slmshift.store._rows.COLUMNS` order: the record id first, the JSON payload
+    last. A sealed row has one more value at the end, the key id (None for plaintext).
+    """
+
+    def __init__(self, cipher: PayloadCipher | None) -> None:
+        self.cipher = cipher
+
+    @property
+    def mode(self) -> str:
+        return PLAINTEXT if self.cipher is None else CIPHER_NAME
+
+    def seal(self, row: Sequence[object]) -> tuple[object, ...]:
+        if self.cipher is None:
+            return (*row, None)
+        payload = str(row[-1]).encode("utf-8")
+        sealed = self.cipher.encrypt(payload, record_id=str(row[0]))
+        return (*row[:-1], sealed, self.cipher.key_id)
+
+    def open(self, row: Sequence[object]) -> tuple[object, ...]:
+        """Return the row without its key id and with its payload as JSON text.
+
+        Raises:
+            MissingKeyError: the payload is sealed and this codec has no key for it.
+            EncryptionError: the payload failed authentication.
+        """
+        *columns, key_id = row
+        payload = columns[-1]
+        if key_id is None:
+            text = bytes(payload).decode("utf-8") if isinstance(payload, (bytes, memoryview)) else payload
+            return (*columns[:-1], text)
+        if self.cipher is None:
+            raise MissingKeyError(missing_key_message(f"record {columns[0]}"))
+        plaintext = self.cipher.decrypt(payload, key_id=str(key_id), record_id=str(columns[0]))
+        return (*columns[:-1], plaintext.decode("utf-8"))
+
+
+def missing_key_message(what: str) -> str:
+    return (
+        f"The trace store holds encrypted payloads ({what}) but no key was given: set {KEY_ENV} "
+        f"(base64 of 32 bytes) or {KEY_FILE_ENV} (a 0600 file holding it), or pass keys=[...]."
+    )
+
+
+def resolve_mode(
+    stored_mode: str | None, *, has_records: bool, keys: Sequence[StoreKey], location: str
+) -> PayloadCodec:
+    """Decide how this process reads and writes a store, from its recorded mode and the keys.
+
+    A new or empty store takes the mode the keys ask for; the caller records `codec.mode`.
+
+    Raises:
+        MissingKeyError: the store is encrypted and no key was given.
+        EncryptionError: a key was given for a store that already holds plaintext records,
+            or the recorded mode is unknown.
+    """
+    if stored_mode not in (None, PLAINTEXT, CIPHER_NAME):
+        raise EncryptionError(
+            f"Trace store {location} records encryption mode {stored_mode!r}, which this "
+            f"slmshift does not know ({PLAINTEXT!r} or {CIPHER_NAME!r}): upgrade slmshift."
+        )
+    if stored_mode == CIPHER_NAME:
+        if not keys:
+            raise MissingKeyError(missing_key_message(location))
+        return PayloadCodec(PayloadCipher(keys))
+    if not keys:
+        return PayloadCodec(None)
+    if stored_mode == PLAINTEXT and has_records:
+        raise EncryptionError(
+            f"Trace store {location} holds plaintext records, and a key was given: new records "
+            "would be encrypted beside plaintext ones. Open it without a key and call "
+            "`store.rotate_key(key)` to encrypt every record, or unset the key."
+        )
+    return PayloadCodec(PayloadCipher(keys))

@@ -1,12 +1,15 @@
 """The PostgreSQL trace store, for many agent processes on many machines sharing one store.
 
 `TraceStore("postgresql://user@host:5432/db")` opens it. The schema is created and migrated on
-open, under a PostgreSQL advisory lock so that processes starting together migrate once.
-`add` buffers records in memory (bounded) and one writer thread per store inserts them in
-batches with `ON CONFLICT DO NOTHING`, so a record written twice (a retried batch, a
-re-imported file) is kept once. When the server goes away the writer keeps the failed batch
-and retries with backoff until the server is back; records arriving while the buffer is full
-are dropped and counted, never raised into the agent.
+open, under a PostgreSQL advisory lock so that processes starting together migrate once. Rows
+have the SQLite store's layout (`slmshift.store._rows`): queryable columns in clear and one
+payload column, sealed with AES-GCM when the store is encrypted.
+
+`add` queues records for a `BatchWriter`, whose thread inserts them in batches with
+`ON CONFLICT DO NOTHING`, so a record written twice (a retried batch, a re-imported file) is
+kept once. When the server goes away the writer retries the failed batch with backoff until
+the server is back; records arriving while the bounded queue is full are dropped and counted,
+never raised into the agent.
 """
 
 from __future__ import annotations
@@ -14,29 +17,21 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
 
-from slmshift.records import CallRecord
-from slmshift.store._retry_writer import (
-    DEFAULT_BATCH_SIZE,
-    DEFAULT_MAX_BUFFERED,
-    PermanentWriteError,
-    RetryingBatchWriter,
-)
-from slmshift.store.base import RecordQuery, StoreError, TraceStore
+from slmshift.records import CallRecord, RecordError
+from slmshift.store._rows import COLUMNS, record_to_row, row_to_record
+from slmshift.store._writer import DEFAULT_CLOSE_TIMEOUT_S, BatchWriter, RateLimitedLog
+from slmshift.store.base import NodeSummary, RecordQuery, StoreError, TraceStore
 from slmshift.store.encryption import (
-    CIPHER_NAME,
+    ENCRYPTION_META_KEY,
     EncryptionError,
     PayloadCipher,
+    PayloadCodec,
     StoreKey,
     keys_from_env,
-)
-from slmshift.store.payload import (
-    ENCRYPTION_META_KEY,
-    METADATA_COLUMNS,
-    PLAINTEXT,
-    decode_record,
-    encode_record,
     resolve_mode,
 )
 
@@ -45,14 +40,20 @@ logger = logging.getLogger(__name__)
 CONNECT_TIMEOUT_S = 5
 # Any constant works; it only has to be the same in every slmshift process.
 MIGRATION_LOCK_ID = 0x736C6D73
-ROW_COLUMNS = (*METADATA_COLUMNS, "key_id", "payload")
+ROW_COLUMNS = (*COLUMNS, "key_id")
+_SELECT_COLUMNS = ", ".join(ROW_COLUMNS)
+_INSERT_SQL = (
+    f"INSERT INTO records ({_SELECT_COLUMNS}) VALUES ({', '.join(['%s'] * len(ROW_COLUMNS))}) "
+    "ON CONFLICT (id) DO NOTHING"
+)
 
 MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
     (
         1,
         (
-            """CREATE TABLE slmshift_meta (key text PRIMARY KEY, value text NOT NULL)""",
-            """CREATE TABLE call_records (
+            "CREATE TABLE store_meta (key text PRIMARY KEY, value text NOT NULL)",
+            """CREATE TABLE records (
+                seq bigint GENERATED ALWAYS AS IDENTITY,
                 id text PRIMARY KEY,
                 trace_id text,
                 parent_id text,
@@ -65,20 +66,22 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
                 latency_ms double precision,
                 input_tokens integer,
                 output_tokens integer,
+                is_error integer NOT NULL DEFAULT 0,
                 finish_reason text,
                 step integer,
                 schema_version integer NOT NULL,
-                key_id text,
+                -- UTF-8 JSON of the content fields, or its AES-GCM ciphertext when key_id is set.
                 payload bytea NOT NULL,
-                inserted_at timestamptz NOT NULL DEFAULT now()
+                key_id text
             )""",
-            "CREATE INDEX call_records_agent_node ON call_records (agent, node, started_at)",
-            "CREATE INDEX call_records_started ON call_records (started_at)",
-            "CREATE INDEX call_records_trace ON call_records (trace_id)",
+            "CREATE INDEX records_started_at ON records (started_at, seq)",
+            "CREATE INDEX records_trace_id ON records (trace_id, started_at)",
+            "CREATE INDEX records_agent_node ON records (agent, node, started_at)",
+            "CREATE INDEX records_model ON records (model, started_at)",
         ),
     ),
 )
-SCHEMA_VERSION = MIGRATIONS[-1][0]
+LATEST_VERSION = MIGRATIONS[-1][0]
 
 
 class PostgresTraceStore(TraceStore):
@@ -86,9 +89,9 @@ class PostgresTraceStore(TraceStore):
 
     Args:
         url: A libpq URL, `postgresql://user:password@host:port/database`.
-        keys: Encryption keys, active first; default from `SLMSHIFT_STORE_KEY` and friends.
-        max_buffered: Most records held in memory while the server is unreachable.
-        batch_size: Most records per insert.
+        keys: Encryption keys, active first; by default read from `SLMSHIFT_STORE_KEY`,
+            `SLMSHIFT_STORE_KEY_FILE` and `SLMSHIFT_STORE_OLD_KEYS`. `[]` opens without a key.
+        **writer_options: Passed to `BatchWriter` (`max_queue_size`, `max_batch_size`, ...).
 
     Raises:
         StoreError: the server cannot be reached or the schema is newer than this slmshift.
@@ -96,25 +99,24 @@ class PostgresTraceStore(TraceStore):
     """
 
     def __init__(
-        self,
-        url: str,
-        *,
-        keys: Sequence[StoreKey] | None = None,
-        max_buffered: int = DEFAULT_MAX_BUFFERED,
-        batch_size: int = DEFAULT_BATCH_SIZE,
-        **options: Any,
+        self, url: str, *, keys: Sequence[StoreKey] | None = None, **writer_options: Any
     ) -> None:
         self.url = _normalise_url(url)
-        self._location = _redact(self.url)
+        self._location = redact_url(self.url)
         self._keys = list(keys_from_env() if keys is None else keys)
+        self._closed = False
+        self._rejected = 0
+        self._warn_rejected = RateLimitedLog(logger, logging.WARNING)
         self._read_lock = threading.Lock()
         self._read_connection = self._connect()
-        self._mode, self._cipher = self._migrate_and_resolve_mode()
+        self._codec = self._migrate_and_resolve_mode()
         self._write_connection: Any = None
-        self._writer: RetryingBatchWriter[CallRecord] = RetryingBatchWriter(
-            self._write_batch, max_buffered=max_buffered, batch_size=batch_size,
-            name="slmshift-postgres-writer",
+        self._writer: BatchWriter[tuple[Any, ...]] = BatchWriter(
+            self._write_rows, name="slmshift-postgres-writer", **writer_options
         )
+
+    def __repr__(self) -> str:
+        return f"PostgresTraceStore({self._location!r})"
 
     # -- opening ---------------------------------------------------------------------------
 
@@ -129,228 +131,303 @@ class PostgresTraceStore(TraceStore):
                 f"{' '.join(str(exc).split())} Check the host, port, database and user in the URL."
             ) from exc
 
-    def _migrate_and_resolve_mode(self) -> tuple[str, PayloadCipher | None]:
-        connection = self._read_connection
-        with connection.transaction():
-            connection.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK_ID,))
-            connection.execute(
-                "CREATE TABLE IF NOT EXISTS slmshift_schema "
-                "(version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
-            )
-            current = connection.execute("SELECT max(version) FROM slmshift_schema").fetchone()[0] or 0
-            if current > SCHEMA_VERSION:
-                raise StoreError(
-                    f"Trace store {self._location} has schema version {current}, newer than this "
-                    f"slmshift understands ({SCHEMA_VERSION}): upgrade slmshift."
-                )
-            for version, statements in MIGRATIONS:
-                if version > current:
-                    for statement in statements:
-                        connection.execute(statement)
-                    connection.execute("INSERT INTO slmshift_schema (version) VALUES (%s)", (version,))
-                    logger.info("Migrated %s to schema version %d", self._location, version)
-            return self._resolve_mode_locked(connection)
+    def _migrate_and_resolve_mode(self) -> PayloadCodec:
+        import psycopg
 
-    def _resolve_mode_locked(self, connection: Any) -> tuple[str, PayloadCipher | None]:
+        connection = self._read_connection
+        try:
+            with connection.transaction():
+                connection.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK_ID,))
+                self._migrate_locked(connection)
+                return self._resolve_mode_locked(connection)
+        except psycopg.Error as exc:
+            raise StoreError(f"Cannot prepare the trace store {self._location}: {exc}") from exc
+
+    def _migrate_locked(self, connection: Any) -> None:
+        connection.execute(
+            "CREATE TABLE IF NOT EXISTS store_schema "
+            "(version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        current = connection.execute("SELECT max(version) FROM store_schema").fetchone()[0] or 0
+        if current > LATEST_VERSION:
+            raise StoreError(
+                f"The trace store {self._location} has schema version {current}, newer than this "
+                f"slmshift supports ({LATEST_VERSION}): upgrade slmshift to open it."
+            )
+        for version, statements in MIGRATIONS:
+            if version <= current:
+                continue
+            for statement in statements:
+                connection.execute(statement)
+            connection.execute("INSERT INTO store_schema (version) VALUES (%s)", (version,))
+            logger.info("Migrated %s to schema version %d.", self._location, version)
+
+    def _resolve_mode_locked(self, connection: Any) -> PayloadCodec:
         row = connection.execute(
-            "SELECT value FROM slmshift_meta WHERE key = %s", (ENCRYPTION_META_KEY,)
+            "SELECT value FROM store_meta WHERE key = %s", (ENCRYPTION_META_KEY,)
         ).fetchone()
-        has_records = connection.execute("SELECT EXISTS (SELECT 1 FROM call_records)").fetchone()[0]
-        mode, cipher = resolve_mode(
-            row[0] if row else None, has_records=has_records, keys=self._keys,
-            location=self._location,
+        has_records = connection.execute("SELECT EXISTS (SELECT 1 FROM records)").fetchone()[0]
+        codec = resolve_mode(
+            row[0] if row else None, has_records=has_records, keys=self._keys, location=self._location
         )
         connection.execute(
-            "INSERT INTO slmshift_meta (key, value) VALUES (%s, %s) "
+            "INSERT INTO store_meta (key, value) VALUES (%s, %s) "
             "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
-            (ENCRYPTION_META_KEY, mode),
+            (ENCRYPTION_META_KEY, codec.mode),
         )
-        return mode, cipher
+        return codec
 
     # -- writing ---------------------------------------------------------------------------
 
     def add(self, record: CallRecord) -> bool:
-        return self._writer.submit(record)
+        """Queue `record` for the writer thread; return False when it was dropped. Never raises.
+
+        The row is built (and sealed) here, so a record that cannot be stored is rejected at
+        once and counted, instead of failing a whole batch later.
+        """
+        try:
+            row = self._row(record)
+        except Exception as exc:  # noqa: BLE001 - tracing must never raise into the agent
+            self._rejected += 1
+            self._warn_rejected("Dropped a call record that cannot be stored (%s).", type(exc).__name__)
+            return False
+        return self._writer.submit(row)
 
     def add_many(self, records: Iterable[CallRecord]) -> int:
         """Insert `records` now in one transaction; return how many were new.
 
         Raises:
-            StoreError: the insert failed; nothing of this call was written.
+            RecordError: a record cannot be written as JSON; nothing was written.
+            StoreError: the insert failed; nothing was written.
         """
-        import psycopg
-
-        rows = [self._row(record) for record in records]
-        try:
-            with self._read_lock, self._read_connection.transaction():
-                self._check_mode(self._read_connection)
-                return _insert_rows(self._read_connection, rows)
-        except psycopg.Error as exc:
-            raise StoreError(f"Cannot write to the trace store {self._location}: {exc}") from exc
+        rows = [self._row_or_raise(record) for record in records]
+        if not rows:
+            return 0
+        with self._reading() as connection, connection.transaction():
+            self._check_mode(connection)
+            with connection.cursor() as cursor:
+                cursor.executemany(_INSERT_SQL, rows)
+                return max(cursor.rowcount, 0)
 
     def flush(self, timeout: float | None = None) -> bool:
+        """Block until every record added before the call is committed; False on timeout."""
         return self._writer.flush(timeout)
 
-    def close(self) -> None:
-        self._writer.close(timeout=30)
+    def close(self, timeout: float | None = DEFAULT_CLOSE_TIMEOUT_S) -> None:
+        """Write the queued records (waiting up to `timeout` seconds) and disconnect."""
+        if self._closed:
+            return
+        self._closed = True
+        self._writer.close(timeout)
         for connection in (self._write_connection, self._read_connection):
             if connection is not None and not connection.closed:
                 connection.close()
 
     @property
     def stats(self) -> dict[str, int]:
-        return self._writer.stats
+        """Counters: `queued`, `written`, `dropped` (rejected records included), `failed`, `retries`."""
+        counters = self._writer.stats
+        counters["dropped"] += self._rejected
+        return counters
 
     def _row(self, record: CallRecord) -> tuple[Any, ...]:
-        encoded = encode_record(record, self._cipher)
-        return (*(encoded.columns.get(name) for name in METADATA_COLUMNS), encoded.key_id, encoded.payload)
+        row = self._codec.seal(record_to_row(record))
+        payload = row[-2]
+        if isinstance(payload, str):
+            row = (*row[:-2], payload.encode("utf-8"), row[-1])
+        return row
 
-    def _write_batch(self, records: list[CallRecord]) -> None:
-        """Writer thread only: insert one batch, reconnecting when the last connection broke."""
-        if self._write_connection is None or self._write_connection.closed or self._write_connection.broken:
+    def _row_or_raise(self, record: CallRecord) -> tuple[Any, ...]:
+        try:
+            return self._row(record)
+        except (TypeError, ValueError) as exc:
+            raise RecordError(f"Record {record.id} cannot be stored: {exc}") from exc
+
+    def _write_rows(self, rows: list[tuple[Any, ...]]) -> None:
+        """Insert one batch in one transaction; called by the `BatchWriter` thread only."""
+        if self._write_connection is None or self._write_connection.closed:
             self._write_connection = self._connect()
         connection = self._write_connection
-        rows = [self._row(record) for record in records]
         try:
             with connection.transaction():
                 self._check_mode(connection)
-                _insert_rows(connection, rows)
-        except EncryptionError as exc:
-            raise PermanentWriteError(str(exc)) from exc
-        except Exception:
+                with connection.cursor() as cursor:
+                    cursor.executemany(_INSERT_SQL, rows)
+        except BaseException:
+            # A fresh connection on the next attempt also recovers from a server restart.
+            self._write_connection = None
             connection.close()
             raise
 
     def _check_mode(self, connection: Any) -> None:
-        # FOR SHARE holds off a concurrent `rotate_key` until this batch commits.
+        # FOR SHARE makes a concurrent `rotate_key` wait until this batch has committed.
         row = connection.execute(
-            "SELECT value FROM slmshift_meta WHERE key = %s FOR SHARE", (ENCRYPTION_META_KEY,)
+            "SELECT value FROM store_meta WHERE key = %s FOR SHARE", (ENCRYPTION_META_KEY,)
         ).fetchone()
-        if row is None or row[0] != self._mode:
+        if row is None or row[0] != self._codec.mode:
             raise EncryptionError(
-                f"Trace store {self._location} switched encryption mode to "
-                f"{row[0] if row else None!r} while this process writes {self._mode!r}: "
+                f"The trace store {self._location} now has encryption mode "
+                f"{row[0] if row else None!r}, but this process writes {self._codec.mode!r}: "
                 "reopen the store with the current key."
             )
 
     # -- reading ---------------------------------------------------------------------------
 
+    @contextmanager
+    def _reading(self) -> Iterator[Any]:
+        """The shared reading connection, reopened when the server dropped it."""
+        import psycopg
+
+        with self._read_lock:
+            if self._closed:
+                raise StoreError(f"The trace store {self._location} is closed: open a new TraceStore.")
+            if self._read_connection.closed:
+                self._read_connection = self._connect()
+            try:
+                yield self._read_connection
+            except psycopg.OperationalError as exc:
+                self._read_connection.close()
+                raise StoreError(f"Lost the connection to the trace store {self._location}: {exc}") from exc
+            except psycopg.Error as exc:
+                raise StoreError(f"The trace store {self._location} failed: {exc}") from exc
+
+    def _query(self, sql: str, parameters: Sequence[Any]) -> list[tuple[Any, ...]]:
+        # One retry: the first query after a server restart finds the old connection closed.
+        try:
+            with self._reading() as connection:
+                return connection.execute(sql, parameters).fetchall()
+        except StoreError:
+            if self._closed:
+                raise
+            with self._reading() as connection:
+                return connection.execute(sql, parameters).fetchall()
+
     def records(self, **filters: Any) -> Iterator[CallRecord]:
+        """Records in `started_at` order (ties in insertion order), filtered in SQL.
+
+        Raises:
+            MissingKeyError: a record is encrypted with a key this store was not given.
+            StoreError: the server failed or a stored row is invalid.
+        """
         query = RecordQuery(**filters)
-        where, params = _where(query)
-        sql = f"SELECT {', '.join(ROW_COLUMNS)} FROM call_records{where} ORDER BY started_at, id"
+        where, parameters = _where_clause(query)
+        sql = f"SELECT {_SELECT_COLUMNS} FROM records{where} ORDER BY started_at, seq"
         if query.limit is not None:
             sql += " LIMIT %s"
-            params.append(query.limit)
-        with self._read_lock:
-            rows = self._read_connection.execute(sql, params).fetchall()
-        for row in rows:
-            yield self._decode(row)
+            parameters.append(query.limit)
+        for row in self._query(sql, parameters):
+            yield self._to_record(row)
 
     def get(self, record_id: str) -> CallRecord | None:
-        sql = f"SELECT {', '.join(ROW_COLUMNS)} FROM call_records WHERE id = %s"
-        with self._read_lock:
-            row = self._read_connection.execute(sql, (record_id,)).fetchone()
-        return None if row is None else self._decode(row)
+        rows = self._query(f"SELECT {_SELECT_COLUMNS} FROM records WHERE id = %s", (record_id,))
+        return self._to_record(rows[0]) if rows else None
 
     def count(self, **filters: Any) -> int:
-        where, params = _where(RecordQuery(**filters))
-        with self._read_lock:
-            return self._read_connection.execute(
-                f"SELECT count(*) FROM call_records{where}", params
-            ).fetchone()[0]
+        query = RecordQuery(**filters)
+        where, parameters = _where_clause(query)
+        sql = f"SELECT count(*) FROM (SELECT 1 FROM records{where}"
+        if query.limit is not None:
+            sql += " LIMIT %s"
+            parameters.append(query.limit)
+        return int(self._query(sql + ") AS matching", parameters)[0][0])
 
-    def nodes(self, *, agent: str | None = None) -> list[tuple[str | None, str | None, int]]:
-        """Return (agent, node, record count) for every node, most records first."""
-        where, params = _where(RecordQuery(agent=agent))
-        with self._read_lock:
-            rows = self._read_connection.execute(
-                f"SELECT agent, node, count(*) FROM call_records{where} "
-                "GROUP BY agent, node ORDER BY count(*) DESC, agent, node",
-                params,
-            ).fetchall()
-        return [tuple(row) for row in rows]
+    def match_ids(self, prefix: str, *, limit: int = 10) -> list[str]:
+        escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        rows = self._query(
+            "SELECT id FROM records WHERE id LIKE %s ORDER BY id LIMIT %s", (escaped + "%", limit)
+        )
+        return [row[0] for row in rows]
 
-    def _decode(self, row: Sequence[Any]) -> CallRecord:
-        columns = dict(zip(METADATA_COLUMNS, row[: len(METADATA_COLUMNS)]))
-        return decode_record(columns, row[-1], row[-2], self._cipher)
+    def nodes(self, **filters: Any) -> list[NodeSummary]:
+        where, parameters = _where_clause(RecordQuery(**filters))
+        sql = f"""
+            SELECT agent, node, model, count(*), sum(is_error), sum(input_tokens),
+                   sum(output_tokens), count(*) FILTER (WHERE input_tokens IS NULL OR output_tokens IS NULL),
+                   avg(latency_ms)
+            FROM records{where}
+            GROUP BY agent, node, model
+            ORDER BY coalesce(agent, ''), coalesce(node, ''), coalesce(model, '')
+        """
+        return [
+            NodeSummary(
+                agent=row[0], node=row[1], model=row[2], calls=row[3], errors=int(row[4]),
+                input_tokens=None if row[5] is None else int(row[5]),
+                output_tokens=None if row[6] is None else int(row[6]),
+                calls_without_usage=row[7],
+                mean_latency_ms=None if row[8] is None else float(row[8]),
+            )
+            for row in self._query(sql, parameters)
+        ]
+
+    def _to_record(self, row: Sequence[Any], codec: PayloadCodec | None = None) -> CallRecord:
+        columns = list((codec or self._codec).open(row))
+        started_at = columns[COLUMNS.index("started_at")]
+        if isinstance(started_at, datetime):
+            columns[COLUMNS.index("started_at")] = started_at.isoformat()
+        try:
+            return row_to_record(columns)
+        except (RecordError, ValueError) as exc:
+            raise StoreError(f"Record {row[0]!r} in {self._location} is invalid: {exc}") from exc
 
     # -- encryption ------------------------------------------------------------------------
 
     @property
     def encrypted(self) -> bool:
-        return self._mode != PLAINTEXT
+        return self._codec.cipher is not None
 
-    def rotate_key(self, new_key: StoreKey, *, batch_size: int = 500) -> int:
+    def rotate_key(self, new_key: StoreKey) -> int:
         """Re-encrypt every record with `new_key` (encrypting a plaintext store); return the count.
 
-        Runs in one transaction holding the meta row lock, so writers in other processes wait
-        and then fail their mode check until they reopen with the new key; their buffered
-        records stay in memory and are counted as dropped if they never do.
+        One transaction holds the mode row, so other processes' writers wait, then fail their
+        mode check and retry until they are reopened with the new key.
 
         Raises:
             MissingKeyError: a record is sealed with a key this store was not opened with.
         """
         self.flush()
-        new_cipher = PayloadCipher([new_key, *self._keys])
-        with self._read_lock, self._read_connection.transaction():
-            connection = self._read_connection
+        new_codec = PayloadCodec(PayloadCipher([new_key, *self._keys]))
+        with self._reading() as connection, connection.transaction():
             connection.execute(
-                "SELECT value FROM slmshift_meta WHERE key = %s FOR UPDATE", (ENCRYPTION_META_KEY,)
+                "SELECT value FROM store_meta WHERE key = %s FOR UPDATE", (ENCRYPTION_META_KEY,)
             )
-            rotated = self._reencrypt(connection, new_cipher, batch_size)
+            rotated = self._reencrypt(connection, new_codec)
             connection.execute(
-                "UPDATE slmshift_meta SET value = %s WHERE key = %s",
-                (CIPHER_NAME, ENCRYPTION_META_KEY),
+                "UPDATE store_meta SET value = %s WHERE key = %s", (new_codec.mode, ENCRYPTION_META_KEY)
             )
         self._keys = [new_key, *self._keys]
-        self._cipher, self._mode = new_cipher, CIPHER_NAME
+        self._codec = new_codec
+        # UPDATE leaves the old row versions, readable with the old key (or in clear), in the
+        # table files until they are rewritten. NOTE: the server's WAL and backups keep them.
+        with self._reading() as connection:
+            connection.execute("VACUUM FULL records")
         return rotated
 
-    def _reencrypt(self, connection: Any, new_cipher: PayloadCipher, batch_size: int) -> int:
-        rotated = 0
-        select = f"SELECT {', '.join(ROW_COLUMNS)} FROM call_records ORDER BY id"
-        rows = connection.execute(select).fetchall()
-        for start in range(0, len(rows), batch_size):
-            updates = []
-            for row in rows[start : start + batch_size]:
-                encoded = encode_record(self._decode(row), new_cipher)
-                updates.append((encoded.key_id, encoded.payload, encoded.columns["id"]))
-            with connection.cursor() as cursor:
-                cursor.executemany(
-                    "UPDATE call_records SET key_id = %s, payload = %s WHERE id = %s", updates
-                )
-            rotated += len(updates)
-        return rotated
+    def _reencrypt(self, connection: Any, new_codec: PayloadCodec) -> int:
+        rows = connection.execute(f"SELECT {_SELECT_COLUMNS} FROM records").fetchall()
+        updates = []
+        for row in rows:
+            sealed = new_codec.seal(self._codec.open(row))
+            updates.append((sealed[-2], sealed[-1], row[0]))
+        with connection.cursor() as cursor:
+            cursor.executemany("UPDATE records SET payload = %s, key_id = %s WHERE id = %s", updates)
+        return len(updates)
 
 
-def _insert_rows(connection: Any, rows: list[tuple[Any, ...]]) -> int:
-    if not rows:
-        return 0
-    placeholders = ", ".join(["%s"] * len(ROW_COLUMNS))
-    sql = (
-        f"INSERT INTO call_records ({', '.join(ROW_COLUMNS)}) VALUES ({placeholders}) "
-        "ON CONFLICT (id) DO NOTHING"
-    )
-    with connection.cursor() as cursor:
-        cursor.executemany(sql, rows)
-        return max(cursor.rowcount, 0)
-
-
-def _where(query: RecordQuery) -> tuple[str, list[Any]]:
-    clauses, params = [], []
-    for name in ("agent", "node", "model", "trace_id"):
-        value = getattr(query, name)
+def _where_clause(query: RecordQuery) -> tuple[str, list[Any]]:
+    conditions: list[str] = []
+    parameters: list[Any] = []
+    for column in ("agent", "node", "model", "trace_id"):
+        value = getattr(query, column)
         if value is not None:
-            clauses.append(f"{name} = %s")
-            params.append(value)
+            conditions.append(f"{column} = %s")
+            parameters.append(value)
     if query.since is not None:
-        clauses.append("started_at >= %s")
-        params.append(query.since)
+        conditions.append("started_at >= %s")
+        parameters.append(query.since)
     if query.until is not None:
-        clauses.append("started_at < %s")
-        params.append(query.until)
-    return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
+        conditions.append("started_at < %s")
+        parameters.append(query.until)
+    return (f" WHERE {' AND '.join(conditions)}" if conditions else ""), parameters
 
 
 def _normalise_url(url: str) -> str:
@@ -361,12 +438,16 @@ def _normalise_url(url: str) -> str:
     return text
 
 
-def _redact(url: str) -> str:
-    """The URL with any password replaced, for messages and logs."""
+def redact_url(url: str) -> str:
+    """The URL with its password replaced by `***`, for messages and logs."""
     from urllib.parse import urlsplit, urlunsplit
 
-    parts = urlsplit(url)
-    if parts.password is None:
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return "postgresql://<unparseable URL>"
+    if password is None:
         return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    netloc = parts.netloc.replace(f":{password}@", ":***@", 1)
     return urlunsplit(parts._replace(netloc=netloc))

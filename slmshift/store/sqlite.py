@@ -15,7 +15,7 @@ import sqlite3
 import stat
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,15 @@ from slmshift.store import _migrations
 from slmshift.store._rows import COLUMNS, format_time, record_to_row, row_to_record
 from slmshift.store._writer import DEFAULT_CLOSE_TIMEOUT_S, BatchWriter, RateLimitedLog
 from slmshift.store.base import DEFAULT_STORE_PATH, NodeSummary, RecordQuery, StoreError, TraceStore
+from slmshift.store.encryption import (
+    ENCRYPTION_META_KEY,
+    EncryptionError,
+    PayloadCipher,
+    PayloadCodec,
+    StoreKey,
+    keys_from_env,
+    resolve_mode,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -33,11 +42,13 @@ EXIT_FLUSH_TIMEOUT_S = 10.0
 # Attempts at switching a new file to WAL while other processes create it too.
 WAL_SWITCH_ATTEMPTS = 20
 
+# Rows as sealed by `PayloadCodec`: the `_rows.COLUMNS` values, then the payload's key id.
+ROW_COLUMNS = (*COLUMNS, "key_id")
 _INSERT_SQL = (
-    f"INSERT OR IGNORE INTO records ({', '.join(COLUMNS)}) "
-    f"VALUES ({', '.join('?' for _ in COLUMNS)})"
+    f"INSERT OR IGNORE INTO records ({', '.join(ROW_COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in ROW_COLUMNS)})"
 )
-_SELECT_COLUMNS = ", ".join(COLUMNS)
+_SELECT_COLUMNS = ", ".join(ROW_COLUMNS)
 
 
 class SQLiteTraceStore(TraceStore):
@@ -47,6 +58,8 @@ class SQLiteTraceStore(TraceStore):
         url: A file path, `sqlite:///relative/path`, `sqlite:////absolute/path`, or None for
             the default path.
         busy_timeout_ms: How long a connection waits for another writer's lock.
+        keys: Encryption keys, active first; by default read from `SLMSHIFT_STORE_KEY`,
+            `SLMSHIFT_STORE_KEY_FILE` and `SLMSHIFT_STORE_OLD_KEYS`. `[]` opens without a key.
         **writer_options: Passed to `BatchWriter` (`max_queue_size`, `max_batch_size`,
             `flush_interval_ms`, ...).
 
@@ -62,11 +75,14 @@ class SQLiteTraceStore(TraceStore):
         url: str | Path | None = None,
         *,
         busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS,
+        keys: Sequence[StoreKey] | None = None,
         **writer_options: Any,
     ) -> None:
         # Absolute, so that connections opened after a change of working folder open this file.
         self.path = resolve_path(url).absolute()
         self._pid = os.getpid()
+        self._keys = list(keys_from_env() if keys is None else keys)
+        self._codec = PayloadCodec(None)
         self._busy_timeout_s = busy_timeout_ms / 1000
         self._closing = False
         self._closed = False
@@ -105,7 +121,7 @@ class SQLiteTraceStore(TraceStore):
         rejected at once (counted in `dropped`) instead of failing a whole batch. Never raises.
         """
         try:
-            row = record_to_row(record)
+            row = self._codec.seal(record_to_row(record))
         except Exception as exc:  # noqa: BLE001 - tracing must never raise into the agent
             with self._rejected_lock:
                 self._rejected += 1
@@ -127,16 +143,17 @@ class SQLiteTraceStore(TraceStore):
             StoreError: the transaction failed (for example the file stayed locked); nothing
                 was written.
         """
-        rows = [_row_or_raise(record) for record in records]
+        rows = [self._codec.seal(_row_or_raise(record)) for record in records]
         if not rows:
             return 0
         connection = self._connection()
         before = connection.total_changes
         try:
             connection.execute("BEGIN IMMEDIATE")
+            self._check_mode(connection)
             connection.executemany(_INSERT_SQL, rows)
             connection.execute("COMMIT")
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, EncryptionError) as exc:
             if connection.in_transaction:
                 connection.execute("ROLLBACK")
             raise StoreError(f"Failed to write {len(rows)} records to {self.path}: {exc}.") from exc
@@ -153,6 +170,7 @@ class SQLiteTraceStore(TraceStore):
                 return
             self._closing = True
         atexit.unregister(self._close_at_exit)
+        # The writer may still need to open its connection, so the store closes after it.
         self._writer.close(timeout)
         # Only now: the writer thread opens its connection while writing the last batches.
         self._closed = True
@@ -286,6 +304,7 @@ class SQLiteTraceStore(TraceStore):
             self._check_file(connection)
             _switch_to_wal(connection, self.path)
             _migrations.apply_migrations(connection)
+            self._codec = self._resolve_mode(connection)
         except sqlite3.OperationalError as exc:
             raise StoreError(f"Failed to open the trace store {self.path}: {exc}.") from exc
         except sqlite3.DatabaseError as exc:
@@ -317,6 +336,7 @@ class SQLiteTraceStore(TraceStore):
         connection = self._writer_connection
         try:
             connection.execute("BEGIN IMMEDIATE")
+            self._check_mode(connection)
             connection.executemany(_INSERT_SQL, rows)
             connection.execute("COMMIT")
         except BaseException:
@@ -340,11 +360,86 @@ class SQLiteTraceStore(TraceStore):
         if os.getpid() == self._pid:
             self.close(EXIT_FLUSH_TIMEOUT_S)
 
+    # -- encryption ------------------------------------------------------------------------
+
+    @property
+    def encrypted(self) -> bool:
+        """Whether payloads are sealed with AES-GCM."""
+        return self._codec.cipher is not None
+
+    def rotate_key(self, new_key: StoreKey) -> int:
+        """Re-encrypt every record with `new_key` (encrypting a plaintext store); return the count.
+
+        One `BEGIN IMMEDIATE` transaction: other processes' writers wait for it, then fail
+        their mode check and retry until they are reopened with the new key.
+
+        Raises:
+            MissingKeyError: a record is sealed with a key this store was not opened with.
+        """
+        self.flush()
+        new_codec = PayloadCodec(PayloadCipher([new_key, *self._keys]))
+        connection = self._connection()
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            rows = connection.execute(f"SELECT {_SELECT_COLUMNS} FROM records").fetchall()
+            updates = []
+            for row in rows:
+                sealed = new_codec.seal(self._codec.open(row))
+                updates.append((sealed[-2], sealed[-1], row[0]))
+            connection.executemany("UPDATE records SET payload = ?, key_id = ? WHERE id = ?", updates)
+            _write_mode(connection, new_codec.mode)
+            connection.execute("COMMIT")
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+        self._keys = [new_key, *self._keys]
+        self._codec = new_codec
+        # Old payloads stay in freed pages until overwritten; VACUUM rewrites the whole file.
+        connection.execute("VACUUM")
+        return len(updates)
+
+    def _resolve_mode(self, connection: sqlite3.Connection) -> PayloadCodec:
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            row = connection.execute(
+                "SELECT value FROM store_meta WHERE key = ?", (ENCRYPTION_META_KEY,)
+            ).fetchone()
+            has_records = connection.execute("SELECT EXISTS (SELECT 1 FROM records)").fetchone()[0]
+            codec = resolve_mode(
+                row[0] if row else None, has_records=bool(has_records), keys=self._keys,
+                location=str(self.path),
+            )
+            _write_mode(connection, codec.mode)
+            connection.execute("COMMIT")
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+        return codec
+
+    def _check_mode(self, connection: sqlite3.Connection) -> None:
+        """Refuse to write when another process changed the store's encryption mode."""
+        row = connection.execute(
+            "SELECT value FROM store_meta WHERE key = ?", (ENCRYPTION_META_KEY,)
+        ).fetchone()
+        if row is None or row[0] != self._codec.mode:
+            raise EncryptionError(
+                f"The trace store {self.path} now has encryption mode {row[0] if row else None!r}, "
+                f"but this process writes {self._codec.mode!r}: reopen it with the current key."
+            )
+
     def _to_record(self, row: tuple[Any, ...]) -> CallRecord:
         try:
-            return row_to_record(row)
+            return row_to_record(self._codec.open(row))
         except (RecordError, ValueError) as exc:
             raise StoreError(f"Record {row[0]!r} in {self.path} is invalid: {exc}") from exc
+
+
+def _write_mode(connection: sqlite3.Connection, mode: str) -> None:
+    connection.execute(
+        "INSERT INTO store_meta (key, value) VALUES (?, ?) "
+        "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        (ENCRYPTION_META_KEY, mode),
+    )
 
 
 def resolve_path(url: str | Path | None) -> Path:
