@@ -356,7 +356,7 @@ def step_plan(pipeline: Pipeline) -> dict[str, Any]:
     plan_path = write_plan(history.plan_path(number), node_plans, agent=pipeline.settings.agent)
     history.append(PlanEntry(
         number=number, path=str(plan_path), created_at=utc_now(), source="demo",
-        nodes=serving, decisions=decisions,
+        nodes=serving, decisions=decisions, data=_training_data(pipeline, history, number, trained),
     ))
     pipeline.say(f"[plan] plan-{number}: {', '.join(serving) or 'no node'} moves to an SLM")
     return {
@@ -366,6 +366,25 @@ def step_plan(pipeline: Pipeline) -> dict[str, Any]:
         "holdout_path": str(history.holdout_path),
         "decisions": decisions,
     }
+
+
+def _training_data(pipeline: Pipeline, history: Any, number: int, trained: dict[str, Any]) -> dict[str, str]:
+    """Write the `[input, answer]` pairs each trained node learned from, for later refreshes."""
+    import json
+
+    from slmshift.demo.training import answer_pairs
+
+    curated = _read_records(pipeline.outputs_of("analyze")["curated_path"])
+    paths = {}
+    for node in trained:
+        path = history.directory / f"data-{number}" / f"{node}.jsonl"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "w", encoding="utf-8") as handle:
+            for pair in answer_pairs([record for record in curated if record.node == node]):
+                handle.write(json.dumps(list(pair), ensure_ascii=False) + "\n")
+        path.chmod(0o600)
+        paths[node] = str(path)
+    return paths
 
 
 def node_plan(node: str, chosen: dict[str, Any], figures: dict[str, Any], plans_dir: Path) -> Any:

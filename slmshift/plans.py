@@ -42,6 +42,8 @@ class PlanEntry:
             held-out metrics.
         decisions: Per node considered in this round: `promoted` and `reason`, with the
             candidate's and the serving model's held-out metrics.
+        data: Per trained node, the JSON Lines file of `[input, answer]` pairs its latest
+            model was trained on; refresh adds new teacher answers to them.
     """
 
     number: int
@@ -50,6 +52,7 @@ class PlanEntry:
     source: str
     nodes: dict[str, dict[str, Any]] = field(default_factory=dict)
     decisions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    data: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -59,6 +62,7 @@ class PlanEntry:
             "source": self.source,
             "nodes": self.nodes,
             "decisions": self.decisions,
+            "data": self.data,
         }
 
     @classmethod
@@ -70,6 +74,7 @@ class PlanEntry:
             source=str(data.get("source", "demo")),
             nodes=dict(data.get("nodes") or {}),
             decisions=dict(data.get("decisions") or {}),
+            data=dict(data.get("data") or {}),
         )
 
 
@@ -100,16 +105,14 @@ class PlanHistory:
         Raises:
             PlanHistoryError: `history.json` exists but is not a valid history.
         """
-        if not self.history_path.is_file():
-            return []
         try:
-            data = json.loads(self.history_path.read_text(encoding="utf-8"))
-            return [PlanEntry.from_dict(item) for item in data["plans"]]
-        except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-            raise PlanHistoryError(
-                f"Invalid plan history {self.history_path}: {exc}. Move the plans folder aside "
-                "and run `slmshift demo` to start a new history."
-            ) from exc
+            return [PlanEntry.from_dict(item) for item in self._load()["plans"]]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise self._invalid(exc) from exc
+
+    def rounds(self) -> list[dict[str, Any]]:
+        """Return the refresh rounds, oldest first, promoted or not."""
+        return list(self._load().get("rounds") or [])
 
     def current(self) -> PlanEntry:
         """Return the newest plan.
@@ -133,11 +136,37 @@ class PlanHistory:
         entries = [item for item in self.entries() if item.number != entry.number]
         entries.append(entry)
         entries.sort(key=lambda item: item.number)
+        self._save([item.to_dict() for item in entries], self.rounds())
+
+    def append_round(self, summary: dict[str, Any]) -> None:
+        """Add one refresh round's summary to `history.json`."""
+        self._save([item.to_dict() for item in self.entries()], [*self.rounds(), summary])
+
+    def _load(self) -> dict[str, Any]:
+        if not self.history_path.is_file():
+            return {"plans": [], "rounds": []}
+        try:
+            data = json.loads(self.history_path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise self._invalid(exc) from exc
+        if not isinstance(data, dict) or not isinstance(data.get("plans"), list):
+            raise self._invalid(ValueError("expected an object with a `plans` list"))
+        return data
+
+    def _save(self, plans: list[dict[str, Any]], rounds: list[dict[str, Any]]) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         temporary = self.history_path.with_suffix(".json.tmp")
-        payload = {"version": HISTORY_VERSION, "plans": [item.to_dict() for item in entries]}
-        temporary.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        payload = {"version": HISTORY_VERSION, "plans": plans, "rounds": rounds}
+        temporary.write_text(
+            json.dumps(payload, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8"
+        )
         os.replace(temporary, self.history_path)
+
+    def _invalid(self, exc: Exception) -> PlanHistoryError:
+        return PlanHistoryError(
+            f"Invalid plan history {self.history_path}: {exc}. Move the plans folder aside "
+            "and run `slmshift demo` to start a new history."
+        )
 
 
 def utc_now() -> str:

@@ -108,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
     out_dir = Path(args.out)
     store = TraceStore(args.store)
     try:
-        with _progress(console) as (hook, say):
+        with progress_display(console) as (hook, say):
             pipeline = Pipeline(settings, store=store, out_dir=out_dir, progress=hook, say=say)
             results = pipeline.run(steps)
     except (PipelineError, ValueError, FileNotFoundError, ImportError) as exc:
@@ -142,7 +142,7 @@ def artifact_paths(pipeline: Any, store_url: str) -> dict[str, str]:
     }
 
 
-class _progress:
+class progress_display:
     """Context manager yielding a pipeline progress hook and a status printer on one display."""
 
     def __init__(self, console: Any) -> None:
