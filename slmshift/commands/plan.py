@@ -24,7 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     write.add_argument("--file", metavar="PATH", help=f"plan file to write (default: OUT/{DEFAULT_PLAN_NAME})")
     write.add_argument("--mode", default="fallback", choices=("fallback", "shadow", "canary", "none"), help="fallback mode for every node (default: fallback)")
     write.add_argument("--canary-share", type=float, default=0.1, metavar="SHARE", help="share of requests the SLM serves in canary mode, 0 to 1 (default: 0.1)")
-    write.add_argument("--min-confidence", type=float, metavar="P", help="lowest accepted SLM answer probability, 0 to 1")
+    write.add_argument("--min-confidence", type=float, metavar="P", help="lowest accepted probability of an SLM response, 0 to 1")
     write.add_argument("--agent", help="agent name recorded in the plan")
     write.set_defaults(handler=run_write)
 

@@ -189,7 +189,7 @@ class SLMLLM(FunctionCallingLLM):
     ) -> list[ToolSelection]:
         calls = [block for block in response.message.blocks if isinstance(block, ToolCallBlock)]
         if not calls and error_on_no_tool_call:
-            raise ValueError(f"Expected at least one tool call, got the answer {response.message.content!r:.200}.")
+            raise ValueError(f"Expected at least one tool call, got the response {response.message.content!r:.200}.")
         return [
             ToolSelection(
                 tool_id=block.tool_call_id or "",
