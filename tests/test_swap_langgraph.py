@@ -12,7 +12,7 @@ import functools
 from typing import TypedDict
 
 import pytest
-from langchain_core.messages import AIMessage, HumanMessage
+from langchain_core.messages import HumanMessage
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import RunnableLambda
@@ -366,8 +366,9 @@ def test_state_graph_in_state_graph_out():
 # -- preserved properties ------------------------------------------------------------------
 
 
-def routed_graph(llm, retry_policy: RetryPolicy = RetryPolicy(max_attempts=5)) -> StateGraph:
+def routed_graph(llm, retry_policy: RetryPolicy | None = None) -> StateGraph:
     classify, _ = closure_nodes(llm)
+    retry_policy = retry_policy or RetryPolicy(max_attempts=5)
     graph = StateGraph(State)
     graph.add_node("classify", classify, retry_policy=retry_policy)
     graph.add_node("refund", lambda state: {"route": "refund desk"})

@@ -198,7 +198,7 @@ def _rebuild_binding(binding: RunnableBinding, rewriter: NodeRewriter) -> Runnab
 
 def _rebuild_sequence(sequence: RunnableSequence, rewriter: NodeRewriter) -> Runnable:
     steps = [rewriter.visit(step) for step in sequence.steps]
-    if all(new is old for new, old in zip(steps, sequence.steps)):
+    if all(new is old for new, old in zip(steps, sequence.steps, strict=True)):
         return sequence
     return RunnableSequence(*steps, name=sequence.name)
 
@@ -213,7 +213,7 @@ def _rebuild_parallel(parallel: RunnableParallel, rewriter: NodeRewriter) -> Run
 def _rebuild_fallbacks(runnable: RunnableWithFallbacks, rewriter: NodeRewriter) -> Runnable:
     primary = rewriter.visit(runnable.runnable)
     fallbacks = [rewriter.visit(item) for item in runnable.fallbacks]
-    if primary is runnable.runnable and all(new is old for new, old in zip(fallbacks, runnable.fallbacks)):
+    if primary is runnable.runnable and all(new is old for new, old in zip(fallbacks, runnable.fallbacks, strict=True)):
         return runnable
     return runnable.model_copy(update={"runnable": primary, "fallbacks": fallbacks})
 
@@ -358,8 +358,9 @@ def _rebuild_partial(partial: functools.partial, rewriter: NodeRewriter) -> func
 def _rebuild_container(value: Any, rewriter: NodeRewriter) -> Any:
     if isinstance(value, dict):
         return _rebuild_mapping_values(value, rewriter)
-    new_items = _rebuild_sequence_values(tuple(value), rewriter)
-    if new_items is tuple(value) or all(new is old for new, old in zip(new_items, value)):
+    items = tuple(value)
+    new_items = _rebuild_sequence_values(items, rewriter)
+    if new_items is items:
         return value
     return type(value)(new_items)
 
@@ -368,7 +369,7 @@ def _rebuild_sequence_values(values: tuple[Any, ...] | None, rewriter: NodeRewri
     if not values:
         return values
     new_values = tuple(rewriter.visit(value) for value in values)
-    return values if all(new is old for new, old in zip(new_values, values)) else new_values
+    return values if all(new is old for new, old in zip(new_values, values, strict=True)) else new_values
 
 
 def _rebuild_mapping_values(values: dict[str, Any] | None, rewriter: NodeRewriter) -> dict[str, Any] | None:

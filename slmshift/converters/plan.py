@@ -46,7 +46,7 @@ class PlanError(ValueError):
 
 @dataclass(frozen=True)
 class FallbackPolicy:
-    """How the SLM is put in front of the node's original model.
+    """Placement of the SLM in front of the node's original model.
 
     `mode` is `fallback` (SLM serves, LLM on failed validation), `shadow` (LLM serves, SLM is
     compared), `canary` (the SLM serves `canary_share` of requests) or `none` (SLM alone).
@@ -59,7 +59,7 @@ class FallbackPolicy:
 
 @dataclass(frozen=True)
 class NodePlan:
-    """One node's conversion; exactly one of `adapter` and `endpoint` says where the SLM is."""
+    """One node's conversion; exactly one of `adapter` and `endpoint` locates the SLM."""
 
     node: str
     task: str | None = None

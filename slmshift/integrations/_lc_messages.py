@@ -104,7 +104,7 @@ def _ai_tool_calls(calls: Sequence[ToolCall]) -> dict[str, Any]:
 
 
 def message_text(message: BaseMessage) -> str:
-    """The text of a message's content, joining text parts of a list content."""
+    """Return the text of a message's content, joining the text parts of a list content."""
     return to_record_message(message).text
 
 

@@ -47,7 +47,7 @@ def response_format_for(schema: dict[str, Any] | type) -> dict[str, Any]:
 
 
 def json_schema_from_response_format(response_format: Any) -> dict[str, Any] | None:
-    """The JSON schema inside a `response_format`, or None for plain JSON mode or no format."""
+    """Return the JSON schema inside a `response_format`; None for plain JSON mode or no format."""
     if not isinstance(response_format, dict):
         return None
     inner = response_format.get("json_schema")
@@ -79,12 +79,12 @@ class JsonSchemaOutputParser(BaseOutputParser[Any]):
         try:
             data = parse_json_text(text)
         except ValueError as exc:
-            raise OutputParserException(f"The answer is not JSON: {exc}", llm_output=text) from exc
+            raise OutputParserException(f"The model response is not JSON: {exc}", llm_output=text) from exc
         try:
             jsonschema.validate(data, self.json_schema)
         except jsonschema.ValidationError as exc:
             raise OutputParserException(
-                f"The answer does not match the schema: {exc.message}", llm_output=text
+                f"The model response does not match the schema: {exc.message}", llm_output=text
             ) from exc
         if isinstance(self.schema_, type) and issubclass(self.schema_, BaseModel):
             try:

@@ -49,7 +49,7 @@ from slmshift.integrations.validation import (
     answers_agree,
     validation_from,
 )
-from slmshift.records import CallRecord, Message, Usage, infer_output_kind
+from slmshift.records import CallRecord, Usage, infer_output_kind
 
 logger = logging.getLogger(__name__)
 
@@ -215,7 +215,7 @@ class FallbackChatModel(BaseChatModel):
             else:
                 self.store.add(record)
         except Exception:  # tracing must never break the agent: log and carry on
-            logger.exception("Failed to record a fallback decision; the answer is served anyway.")
+            logger.exception("Failed to record a fallback decision; the response is returned anyway.")
 
 
 class _Call:
@@ -354,7 +354,7 @@ class _Call:
 
 
 def node_path_from_metadata(metadata: dict[str, Any]) -> str | None:
-    """The `outer/inner` node path from LangGraph run metadata (`langgraph_checkpoint_ns`)."""
+    """Return the `outer/inner` node path from LangGraph run metadata (`langgraph_checkpoint_ns`)."""
     namespace = metadata.get("langgraph_checkpoint_ns")
     if isinstance(namespace, str) and namespace:
         return "/".join(segment.split(":", 1)[0] for segment in namespace.split("|"))

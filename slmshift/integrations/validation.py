@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import jsonschema
@@ -173,7 +173,7 @@ def validation_from(value: OutputValidation | dict[str, Any] | None, *, min_conf
 
 
 def answers_agree(first: Message, second: Message) -> bool:
-    """Whether two answers agree: same tool calls, equal JSON, or equal text ignoring case and spaces."""
+    """Return whether two responses agree: same tool calls, equal JSON, or equal text ignoring case and spaces."""
     if first.tool_calls or second.tool_calls:
         return _call_signature(first) == _call_signature(second)
     left, right = first.text.strip(), second.text.strip()

@@ -1,6 +1,6 @@
 """The `hf` and `lora` SLM kinds: a transformers causal LM, optionally with a peft adapter.
 
-A `hf` directory holds a full model and its tokenizer. A `lora` directory holds a peft adapter
+A `hf` directory contains a full model and its tokenizer. A `lora` directory contains a peft adapter
 (`adapter_config.json` plus weights) whose base is `manifest.base_model` (a hub id or a local
 path), and optionally a tokenizer. The chat template is the manifest's when it has one, else
 the tokenizer's. Tools are passed to the template; a template that never mentions tools gets
@@ -184,7 +184,10 @@ class HFGenerator:
 
     def _eos_token_ids(self) -> set[int]:
         configured = getattr(self.model.generation_config, "eos_token_id", None)
-        ids = set(configured if isinstance(configured, list) else [configured] if configured is not None else [])
+        if isinstance(configured, list):
+            ids = set(configured)
+        else:
+            ids = {configured} if configured is not None else set()
         if self.tokenizer.eos_token_id is not None:
             ids.add(self.tokenizer.eos_token_id)
         return ids
