@@ -15,15 +15,9 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from slmshift import LangChainTraceHandler, TraceStore
+from slmshift import TraceStore
 from slmshift.demo.datasets import load_banking77, load_bfcl
-from slmshift.demo.support_agent import (
-    SupportTeacher,
-    banking_input,
-    build_support_graph,
-    function_call_input,
-    replay_teacher,
-)
+from slmshift.demo.support_agent import SupportTeacher, replay_teacher, run_support_agent
 
 logger = logging.getLogger(__name__)
 
@@ -82,19 +76,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             "function calls (no hosted LLM is called)."
         )
 
-    graph = build_support_graph(*teacher).compile()
     store = TraceStore(args.store)
-    handler = LangChainTraceHandler(store, agent=AGENT_NAME)
-    config = {"callbacks": [handler]}
-
-    inputs = [banking_input(example) for example in banking]
-    inputs += [function_call_input(example) for example in bfcl]
-    for index, state in enumerate(inputs, start=1):
-        graph.invoke(state, config=config)
-        if index % 100 == 0:
-            print(f"  {index}/{len(inputs)} requests")
-
-    handler.flush()
+    run_support_agent(
+        store,
+        banking=banking,
+        bfcl=bfcl,
+        teacher=teacher,
+        agent=AGENT_NAME,
+        on_request=lambda count: print(f"  {count} requests") if count % 100 == 0 else None,
+    )
     captured = store.count(agent=AGENT_NAME)
     store.close()
     print(

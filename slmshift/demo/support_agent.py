@@ -203,3 +203,35 @@ def _tool_messages(state: SupportState) -> list[BaseMessage]:
         else:
             messages.append(HumanMessage(message["content"]))
     return messages
+
+
+def run_support_agent(
+    store: Any,
+    *,
+    banking: Sequence[IntentExample],
+    bfcl: Sequence[FunctionCallExample],
+    teacher: SupportTeacher | None = None,
+    agent: str = "support-bot",
+    redactor: Any = None,
+    on_request: Any = None,
+) -> int:
+    """Run every request through the support agent with capture into `store`; return the count.
+
+    The teacher defaults to `replay_teacher` on the same requests. `on_request` is called with
+    the number of requests run so far.
+    """
+    from slmshift.callbacks.langchain import LangChainTraceHandler
+
+    teacher = teacher or replay_teacher(banking=banking, bfcl=bfcl)
+    graph = build_support_graph(*teacher).compile()
+    handler = LangChainTraceHandler(store, agent=agent, redactor=redactor)
+    config = {"callbacks": [handler]}
+
+    inputs = [banking_input(example) for example in banking]
+    inputs += [function_call_input(example) for example in bfcl]
+    for index, state in enumerate(inputs, start=1):
+        graph.invoke(state, config=config)
+        if on_request is not None:
+            on_request(index)
+    handler.flush()
+    return len(inputs)
