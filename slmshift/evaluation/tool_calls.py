@@ -57,6 +57,8 @@ def value_matches(value: Any, acceptable: Sequence[Any]) -> bool:
     for candidate in acceptable:
         if candidate == "" and value != "":
             continue
+        if _is_int(candidate) and isinstance(value, float):
+            continue  # BFCL: a float where an integer is expected is a type error
         if isinstance(candidate, dict) and isinstance(value, dict):
             if _dict_matches(value, candidate):
                 return True
@@ -64,6 +66,10 @@ def value_matches(value: Any, acceptable: Sequence[Any]) -> bool:
         if normalize_value(candidate) == normalized:
             return True
     return False
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _dict_matches(value: dict[str, Any], expected: dict[str, Any]) -> bool:

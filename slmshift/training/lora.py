@@ -57,6 +57,7 @@ class LoraResult:
     train_tokens: int
     quantized: bool
     log_history: list[dict[str, Any]] = field(default_factory=list)
+    model: Any = None
 
 
 def train_lora(
@@ -74,6 +75,8 @@ def train_lora(
     progress: Callable[[dict[str, Any]], None] | None = None,
 ) -> LoraResult:
     """Fine-tune a LoRA adapter on `train` and save it with its manifest in `output_dir`.
+
+    The result holds the trained peft model (in eval mode) besides the figures.
 
     Raises:
         DatasetError: a record cannot become an example (see `build_example`).
@@ -148,6 +151,7 @@ def train_lora(
         train_tokens=int(tokens),
         quantized=quantized,
         log_history=list(trainer.state.log_history),
+        model=model.eval(),
     )
 
 
