@@ -660,3 +660,42 @@ def test_sqlite_store_receives_records(tmp_path):
     assert records[2].usage.input_tokens is None
     assert handler.stats.records == 3
     assert (tmp_path / "traces.db").stat().st_mode & 0o777 == 0o600
+
+
+def test_parent_command_is_not_an_error(memory_store):
+    model = ScriptedChatModel(responder=echo)
+
+    def route(state: State) -> Command:
+        answer = model.invoke([HumanMessage("route me")])
+        return Command(goto="after", update={"messages": [answer]}, graph=Command.PARENT)
+
+    inner = StateGraph(State)
+    inner.add_node("route", route)
+    inner.add_edge(START, "route")
+    outer = StateGraph(State)
+    outer.add_node("team", inner.compile())
+    outer.add_node("after", lambda state: {"messages": [model.invoke([HumanMessage("after")])]})
+    outer.add_edge(START, "team")
+    events = EventLog()
+    handler = LangChainTraceHandler(memory_store, agent="bot", listeners=[events])
+
+    outer.compile().invoke({"messages": []}, {"callbacks": [handler]})
+    records = list(memory_store.records())
+
+    assert [record.node for record in records] == ["team/route", "after"]
+    assert all(record.error is None for record in records)
+    assert all(event.error is None for event in events.ends)
+    assert handler.active_runs == 0
+
+
+def test_malformed_events_are_counted_not_raised(memory_store):
+    handler = LangChainTraceHandler(memory_store, agent="bot")
+    run_id = UUID(int=7)
+
+    handler.on_chat_model_start({}, None, run_id=run_id)
+    handler.on_llm_end(None, run_id=run_id)
+    handler.on_chain_end({}, run_id=UUID(int=8))
+
+    assert handler.stats.internal_errors == 1
+    assert handler.stats.unmatched_events == 2
+    assert memory_store.count() == 0
