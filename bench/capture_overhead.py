@@ -7,9 +7,10 @@ background threads of one cannot affect another:
 - `noop`: a callback handler that does nothing (the callback machinery alone);
 - `slmshift-memory` / `slmshift-sqlite`: `LangChainTraceHandler` on the in-memory store and
   on the SQLite store (skipped while `slmshift.store.sqlite` does not exist);
-- `slmshift-spans`: the handler with `tracer_provider=` (spans through a BatchSpanProcessor
-  into an in-memory exporter; skipped until `slmshift.integrations.opentelemetry.SpanListener`
-  exists);
+- `slmshift-spans`: the handler with `tracer_provider=` (spans through the SDK's default
+  `BatchSpanProcessor` into an in-memory exporter, exactly as the peers are set up);
+- `slmshift-spans-queue`: the same with slmshift's `QueueSpanProcessor` (the processor of
+  `otlp_tracer_provider`: an 8192-span queue that counts what it drops);
 - `openinference`: Arize's `openinference-instrumentation-langchain`;
 - `openllmetry`: Traceloop's `opentelemetry-instrumentation-langchain`.
 
@@ -58,6 +59,7 @@ CONFIG_ORDER = (
     "slmshift-memory",
     "slmshift-sqlite",
     "slmshift-spans",
+    "slmshift-spans-queue",
     "openinference",
     "openllmetry",
 )
@@ -154,36 +156,45 @@ def setup_slmshift_sqlite() -> Setup:
     return _slmshift_setup(f"sqlite:///{directory}/traces.db")
 
 
-def setup_slmshift_spans() -> Setup:
+def setup_slmshift_spans(*, queue: bool = False) -> Setup:
     # The "with spans" configuration: the handler emitting OTel spans next to its records.
     try:
         from slmshift.integrations.opentelemetry import SpanListener  # noqa: F401
     except ImportError as exc:
-        raise Unavailable(
-            "slmshift.integrations.opentelemetry.SpanListener has not landed"
-        ) from exc
-    provider, exporter = _otel_provider()
+        raise Unavailable("slmshift.integrations.opentelemetry.SpanListener has not landed") from exc
+    provider, exporter = _otel_provider(queue=queue)
     setup = _slmshift_setup("memory://", tracer_provider=provider)
     count_records = setup.count_captured
 
     def count() -> dict[str, int]:
         counts = count_records()  # type: ignore[misc]
         provider.force_flush()
-        counts["spans"] = len(exporter.get_finished_spans())
+        spans = exporter.get_finished_spans()
+        counts["spans"] = len(spans)
+        counts["llm_spans"] = sum(1 for span in spans if span.attributes.get("gen_ai.operation.name") == "chat")
         return counts
 
     setup.count_captured = count
     return setup
 
 
-def _otel_provider() -> tuple[Any, Any]:
+def setup_slmshift_spans_queue() -> Setup:
+    return setup_slmshift_spans(queue=True)
+
+
+def _otel_provider(*, queue: bool = False) -> tuple[Any, Any]:
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
     provider = TracerProvider()
     exporter = InMemorySpanExporter()
-    provider.add_span_processor(BatchSpanProcessor(exporter))
+    if queue:
+        from slmshift.integrations.opentelemetry import QueueSpanProcessor
+
+        provider.add_span_processor(QueueSpanProcessor(exporter))
+    else:
+        provider.add_span_processor(BatchSpanProcessor(exporter))
     return provider, exporter
 
 
@@ -228,6 +239,7 @@ SETUPS: dict[str, Callable[[], Setup]] = {
     "slmshift-memory": setup_slmshift_memory,
     "slmshift-sqlite": setup_slmshift_sqlite,
     "slmshift-spans": setup_slmshift_spans,
+    "slmshift-spans-queue": setup_slmshift_spans_queue,
     "openinference": setup_openinference,
     "openllmetry": setup_openllmetry,
 }
@@ -356,38 +368,53 @@ def overhead_table(samples: dict[str, list[float] | str]) -> str:
     }
     baseline = medians["none"]
     ours = medians.get("slmshift-memory", float("nan")) - baseline
+    peer_overheads = [medians[name] - baseline for name in PEERS if name in medians]
+    cheaper_peer = min(peer_overheads) if peer_overheads else float("nan")
     lines = [
         "| configuration | CPU µs per model call | overhead µs per call "
-        "| overhead / slmshift-memory overhead |",
-        "|---|---:|---:|---:|",
+        "| overhead / slmshift-memory overhead | overhead / cheaper peer's overhead |",
+        "|---|---:|---:|---:|---:|",
     ]
     for name in samples:
         if name not in medians:
-            lines.append(f"| {name} | n/a ({samples[name]}) | | |")
+            lines.append(f"| {name} | n/a ({samples[name]}) | | | |")
             continue
         overhead = medians[name] - baseline
         ratio = overhead / ours if ours > 0 and name != "none" else float("nan")
         ratio_text = f"{ratio:.1f}×" if ratio == ratio else "–"
-        lines.append(f"| {name} | {medians[name]:.1f} | {overhead:.1f} | {ratio_text} |")
+        peer_ratio = overhead / cheaper_peer if cheaper_peer > 0 and name != "none" else float("nan")
+        peer_text = f"{peer_ratio:.2f}" if peer_ratio == peer_ratio else "–"
+        lines.append(f"| {name} | {medians[name]:.1f} | {overhead:.1f} | {ratio_text} | {peer_text} |")
+    spans_increment = medians.get("slmshift-spans", float("nan")) - medians.get("slmshift-memory", float("nan"))
+    if spans_increment == spans_increment and cheaper_peer > 0:
+        lines.append(
+            f"\nSpan emission alone (slmshift-spans minus slmshift-memory): {spans_increment:.1f} µs per call, "
+            f"{spans_increment / cheaper_peer:.2f} of the cheaper peer's overhead."
+        )
     return "\n".join(lines)
 
 
 def sustained_table(args: argparse.Namespace) -> str:
     lines = [
-        f"| configuration | model calls | calls/s ({args.threads} threads) | captured | lost |",
-        "|---|---:|---:|---:|---:|",
+        f"| configuration | model calls | calls/s ({args.threads} threads) | captured | lost | model-call spans lost |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
     for config in args.configs:
         if config in ("none", "noop"):
             continue
         result = run_child(config, "sustained", args)
         if "unavailable" in result:
-            lines.append(f"| {config} | n/a ({result['unavailable']}) | | | |")
+            lines.append(f"| {config} | n/a ({result['unavailable']}) | | | | |")
             continue
         lost = result["calls"] - result["captured"]
+        if "llm_spans" in result:
+            spans_lost = str(result["calls"] - result["llm_spans"])
+        elif config in PEERS:
+            spans_lost = str(lost)
+        else:
+            spans_lost = "–"
         lines.append(
-            f"| {config} | {result['calls']} | {result['calls_per_s']:.0f} "
-            f"| {result['captured']} | {lost} |"
+            f"| {config} | {result['calls']} | {result['calls_per_s']:.0f} | {result['captured']} | {lost} | {spans_lost} |"
         )
         print(f"  sustained: {config:16s} {result}", file=sys.stderr)
     return "\n".join(lines)

@@ -1,7 +1,7 @@
 """A dead or silent OTLP collector never slows the agent, and span drops are counted.
 
 The collectors are sockets on 127.0.0.1 set up by the tests: a closed port, and a listener
-that accepts connections and never answers. The model is llama-index-core's MockLLM.
+that accepts connections and never responds. The model is llama-index-core's MockLLM.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """`slmshift traces import` reads OTLP JSON trace files.
 
 The spans come from the real OpenInference LangChain instrumentation on langchain-core's
-fake chat model (no hosted LLM is reachable here), encoded by the OTLP exporter's own
-protobuf encoder; a second file is written in the collector file exporter's hex-id form.
+fake chat model, because no hosted LLM is reachable here. The OTLP exporter's own protobuf
+encoder writes them. A second file is written in the collector file exporter's hex-id form.
 """
 
 from __future__ import annotations

@@ -55,11 +55,13 @@ def phoenix(tmp_path_factory):
         "PHOENIX_PORT": str(http_port),
         "PHOENIX_GRPC_PORT": str(grpc_port),
     }
+
     log = open(working_dir / "server.log", "wb")
     process = subprocess.Popen(
         [sys.executable, "-m", "phoenix.server.main", "serve"], env=env, stdout=log, stderr=subprocess.STDOUT
     )
     base_url = f"http://127.0.0.1:{http_port}"
+
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
     while True:
         if process.poll() is not None:
@@ -73,6 +75,7 @@ def phoenix(tmp_path_factory):
                 process.kill()
                 pytest.fail(f"Phoenix did not start within {STARTUP_TIMEOUT_S} s")
             time.sleep(0.5)
+
     yield base_url
     process.terminate()
     try:

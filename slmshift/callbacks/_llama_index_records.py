@@ -1,9 +1,9 @@
 """Conversions from LlamaIndex objects (chat messages, tools, responses) to record parts.
 
-Checked against llama-index-core 0.14: chat messages carry content blocks (`TextBlock`,
-`ToolCallBlock`, ...), a tool result message keeps its call id in
-`additional_kwargs["tool_call_id"]`, and `ChatResponse` has no usage field, so usage is read
-from `raw` or `additional_kwargs` in the OpenAI and Anthropic shapes.
+Checked against llama-index-core 0.14.25. Chat messages carry content blocks (`TextBlock`,
+`ToolCallBlock`, ...), and a tool result message keeps its call id in
+`additional_kwargs["tool_call_id"]`. `ChatResponse` has no usage field, so usage is read from
+`raw` or `additional_kwargs`, in the OpenAI and Anthropic shapes.
 """
 
 from __future__ import annotations

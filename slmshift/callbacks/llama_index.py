@@ -7,8 +7,8 @@ turn (`ev.current_agent_name`). LLM events (`LLMChatStartEvent`, `LLMChatEndEven
 completion pair) give the call's content. Each call becomes a `CallRecord` whose `node` is the
 workflow agent that made it.
 
-Handlers on the root dispatcher are process-wide: a handler sees every LlamaIndex call made
-while it is installed, from every thread and event loop.
+Handlers on the root dispatcher are process-wide: an installed handler receives every
+LlamaIndex call, from every thread and event loop.
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ STREAM_NOT_FINISHED = "IncompleteStream: the run ended before the model's stream
 
 @dataclass
 class _SpanState:
-    """What the handler keeps about an open LlamaIndex span."""
+    """Handler state for one open LlamaIndex span."""
 
     root_id: str
     # Nearest span (this one or an ancestor) that was emitted as an OTel span.
@@ -331,6 +331,7 @@ class LlamaIndexTraceHandler:
         node = state.agent_name if state is not None else None
         if node is None and run is not None:
             node = run.current_agent
+
         extra = dict(event.additional_kwargs or {})
         model, provider = model_from_dict(event.model_dict or {})
         call = _OpenCall(
@@ -347,6 +348,7 @@ class LlamaIndexTraceHandler:
             started_at=datetime.now(timezone.utc),
             started=time.perf_counter(),
         )
+
         self._calls[span_id] = call
         if run is not None:
             run.open_calls.add(span_id)

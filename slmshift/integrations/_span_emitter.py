@@ -196,7 +196,7 @@ class SpanEmitter:
     ) -> None:
         """Emit the finished span of one model call, timed from the record.
 
-        `redacted=True` says the handler already ran the redactor on `record`; otherwise the
+        `redacted=True` means the handler already ran the redactor on `record`; otherwise the
         emitter runs it before reading content. `include_content=False` leaves content off
         this span even when content capture is on.
         """

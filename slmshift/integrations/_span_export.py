@@ -108,10 +108,10 @@ class QueueSpanProcessor(SpanProcessor):
         return True
 
     def shutdown(self, timeout_millis: int = DEFAULT_SHUTDOWN_TIMEOUT_MILLIS) -> None:
-        """Export what the queue holds within `timeout_millis`, then stop; spans left are dropped.
+        """Export the queued spans within `timeout_millis`, then stop; spans left are dropped.
 
         Returns within `timeout_millis` plus the exporter's own `shutdown` time (the OTLP
-        exporter's closes its HTTP session and returns at once).
+        exporter closes its HTTP session and returns at once).
         """
         if self._shutdown:
             return
@@ -201,8 +201,8 @@ def otlp_tracer_provider(
         endpoint: The collector's traces URL, such as `http://127.0.0.1:4318/v1/traces`
             (a URL without a path gets `/v1/traces` appended).
         service_name: The `service.name` resource attribute that backends group spans by.
-        timeout_ms: Deadline of one export request, retries included. A silent collector holds
-            the export worker this long per batch; it never holds the agent.
+        timeout_ms: Deadline of one export request, retries included. A silent collector blocks
+            the export worker this long per batch, never the agent.
         max_queue_size: Finished spans waiting for export; more are dropped and counted.
         max_export_batch_size: Spans per export request.
         schedule_delay_ms: Longest wait before a partial batch is sent.

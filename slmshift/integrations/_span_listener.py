@@ -36,7 +36,8 @@ class SpanListener:
         capture_content: Put messages on model-call spans; see `SpanEmitter`.
         redactor: Used only for tool text; records arrive already redacted by the handler.
 
-    Called on the agent's thread; never raises (see `slmshift.callbacks.events`).
+    Called on the agent's thread. Emitter failures are logged and counted in
+    `emitter.stats`, and the handler counts anything else a listener raises.
     """
 
     def __init__(

@@ -54,7 +54,7 @@ class SpanData:
 
 
 def is_model_call(span: SpanData) -> bool:
-    """Whether the span is a model call in one of the layouts read here."""
+    """Return whether the span is a model call in one of the layouts read here."""
     attributes = span.attributes
     if attributes.get(sc.OI_SPAN_KIND) == sc.OI_SPAN_KIND_LLM:
         # OpenInference also marks LlamaIndex helper spans (`_prepare_chat_with_tools`) as LLM;
