@@ -29,6 +29,8 @@ def test_records_round_trip_and_filter(postgres_url):
         assert store.count(node="classify") == 10
         assert store.get(records[3].id) == records[3]
         assert [r.id for r in store.records(node="lookup", limit=2)] == [records[1].id, records[3].id]
+        assert [r.id for r in store.records(limit=2, newest_first=True)] == [records[19].id, records[18].id]
+        assert store.match_ids(records[5].id[:8]) == [records[5].id]
         assert [(n.node, n.calls, n.input_tokens) for n in store.nodes()] == [("classify", 10, 420), ("lookup", 10, 800)]
 
 

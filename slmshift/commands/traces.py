@@ -68,6 +68,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_filters(nodes_parser, default_limit=None, with_limit=False)
     nodes_parser.set_defaults(handler=run_nodes)
 
+    from slmshift.commands import _traces_rotate
+
+    _traces_rotate.register(commands)
+
 
 def _add_filters(parser: argparse.ArgumentParser, *, default_limit: int | None, with_limit: bool = True) -> None:
     parser.add_argument("--agent", help="only calls of this agent")

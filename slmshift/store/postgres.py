@@ -305,13 +305,16 @@ class PostgresTraceStore(TraceStore):
     def records(self, **filters: Any) -> Iterator[CallRecord]:
         """Records in `started_at` order (ties in insertion order), filtered in SQL.
 
+        With `newest_first=True` the order is reversed, so that `limit` keeps the latest records.
+
         Raises:
             MissingKeyError: a record is encrypted with a key this store was not given.
             StoreError: the server failed or a stored row is invalid.
         """
         query = RecordQuery(**filters)
         where, parameters = _where_clause(query)
-        sql = f"SELECT {_SELECT_COLUMNS} FROM records{where} ORDER BY started_at, seq"
+        order = "started_at DESC, seq DESC" if query.newest_first else "started_at, seq"
+        sql = f"SELECT {_SELECT_COLUMNS} FROM records{where} ORDER BY {order}"
         if query.limit is not None:
             sql += " LIMIT %s"
             parameters.append(query.limit)
