@@ -192,13 +192,51 @@ def step_analyze(pipeline: Pipeline) -> dict[str, Any]:
         "curation": report.to_dict(),
         "records_per_node": dict(per_node),
     }
-    outputs.update(_cluster_and_report(pipeline, curated))
+    outputs.update(_cluster_and_report(pipeline, curated, report.to_dict()))
     return outputs
 
 
-def _cluster_and_report(pipeline: Pipeline, curated: list[Any]) -> dict[str, Any]:
+def _cluster_and_report(pipeline: Pipeline, curated: list[Any], curation: dict[str, Any]) -> dict[str, Any]:
     """Cluster curated records into tasks per node and write the HTML report."""
-    return {}  # TODO-INTEGRATE: clustering and report
+    from slmshift.clustering import ClusterConfig, PriceTable, cluster_records
+    from slmshift.clustering.embeddings import embedder_by_name
+    from slmshift.report import projection_for, render_report
+
+    advance = pipeline.progress("analyze: clustering calls into tasks", None)
+    analysis = cluster_records(
+        curated,
+        embedder=embedder_by_name("auto"),
+        config=ClusterConfig(),
+        prices=PriceTable.defaults(),
+        progress=lambda name, done, total: advance(0),
+    )
+    analysis.curated_path = str(pipeline.path("curated.jsonl").resolve())
+    analysis.settings["curation"] = curation
+    tasks_path = analysis.save(pipeline.out_dir)
+    report_path = render_report(
+        analysis, pipeline.out_dir, curation=curation, projection=projection_for(analysis, None)
+    )
+
+    tasks = [
+        {
+            "id": task.id,
+            "node": task.node,
+            "name": task.name,
+            "output_kind": task.output_kind,
+            "calls": task.call_count,
+            "suitability": round(task.suitability, 3),
+            "output_diversity": task.output_diversity,
+        }
+        for task in analysis.tasks
+        if not task.is_noise
+    ]
+    for task in sorted(tasks, key=lambda item: -item["calls"])[:6]:
+        pipeline.say(
+            f"[analyze] task {task['id']} ({task['output_kind']}, {task['calls']} calls, "
+            f"suitability {task['suitability']:.2f}): {task['name']}"
+        )
+    pipeline.say(f"[analyze] report: {report_path}")
+    return {"tasks_path": str(tasks_path), "report_path": str(report_path), "tasks": tasks}
 
 
 def _write_records(path: Path, records: list[Any]) -> None:
