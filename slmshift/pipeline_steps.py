@@ -288,7 +288,7 @@ def step_select(pipeline: Pipeline) -> dict[str, Any]:
 
 def step_train(pipeline: Pipeline) -> dict[str, Any]:
     """Train the candidates of every trainable node and pick one per node on validation."""
-    from slmshift.demo.training import answer_pairs, in_validation, last_user_text, pick_candidate, train_candidates
+    from slmshift.demo.training import train_candidates
 
     curated = _read_records(pipeline.outputs_of("analyze")["curated_path"])
     selection = pipeline.outputs_of("select")["nodes"]
@@ -297,19 +297,22 @@ def step_train(pipeline: Pipeline) -> dict[str, Any]:
     for node, choice in selection.items():
         if not choice["trainable"]:
             continue
-        records = [record for record in curated if record.node == node]
-        validation_records = [record for record in records if in_validation(last_user_text(record.messages))]
+        records = [record for record in curated if record.node == node and record.ok]
         started = time.perf_counter()
-        candidates = train_candidates(
-            node, answer_pairs(records), validation_records, models_dir,
-            fast=pipeline.settings.fast, seed=pipeline.settings.seed, progress=pipeline.progress,
+        advance = pipeline.progress(f"train: {node} candidates", None)
+
+        def say(message: str, node: str = node) -> None:
+            advance(0)
+            logger.info("%s: %s", node, message)
+
+        chosen, candidates = train_candidates(
+            node, records, models_dir, fast=pipeline.settings.fast, seed=pipeline.settings.seed, say=say,
         )
-        chosen = pick_candidate(candidates)
         nodes[node] = {"chosen": chosen.to_dict(), "candidates": [item.to_dict() for item in candidates]}
         pipeline.say(
             f"[train] {node}: " + "; ".join(
                 f"{item.kind} {item.validation['agreement']:.1%} agreement, "
-                f"{item.validation['coverage']:.1%} kept at >= 97%"
+                f"{item.validation['coverage']:.1%} kept at 97%"
                 for item in candidates
             ) + f" (validation) -> {chosen.kind}, {time.perf_counter() - started:.0f} s"
         )

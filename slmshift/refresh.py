@@ -134,23 +134,22 @@ def _refresh_node(
     round_dir: Path,
 ) -> tuple[dict[str, Any] | None, list[tuple[str, str]], dict[str, Any]]:
     from slmshift.demo.scoring import answer_records, score
-    from slmshift.demo.training import answer_pairs, offline_blocker, pick_candidate, train_candidates
+    from slmshift.demo.training import answer_pairs, offline_blocker, records_from_pairs, train_candidates
     from slmshift.pipeline_steps import gate
     from slmshift.slm import load_slm
 
     new_pairs = answer_pairs(records)
-    if offline_blocker(records, new_pairs) is not None and node not in current.data:
+    if node not in current.data or offline_blocker(records, new_pairs) is not None:
         return None, [], {}
-    base = _read_pairs(current.data[node]) if node in current.data else []
+    base = _read_pairs(current.data[node])
     pairs = list({text: answer for text, answer in [*base, *new_pairs]}.items())
     node_holdout = [record for record in holdout if record.node == node]
 
-    validation_records = _validation_records(pairs, records, node_holdout)
-    candidates = train_candidates(
-        node, pairs, validation_records, round_dir,
-        fast=pipeline.settings.fast, seed=pipeline.settings.seed, progress=pipeline.progress,
+    chosen, _ = train_candidates(
+        node, records_from_pairs(pairs, records[-1]), round_dir,
+        fast=pipeline.settings.fast, seed=pipeline.settings.seed,
+        say=lambda message: logger.info("%s: %s", node, message),
     )
-    chosen = pick_candidate(candidates)
     candidate_score = score(answer_records(load_slm(chosen.model_dir), node_holdout), chosen.min_confidence).to_dict()
     passes, gate_reason = gate(candidate_score)
     decision: dict[str, Any] = {
@@ -168,8 +167,7 @@ def _refresh_node(
         ).to_dict()
         decision["serving"] = {"kind": serving["kind"], "model_dir": serving["model_dir"], "holdout": serving_score}
         gain = candidate_score["agreement"] - serving_score["agreement"]
-        better = gain >= MIN_IMPROVEMENT
-        decision["promoted"] = passes and better
+        decision["promoted"] = passes and gain >= MIN_IMPROVEMENT
         decision["reason"] = (
             f"held-out agreement {candidate_score['agreement']:.1%} against the serving model's "
             f"{serving_score['agreement']:.1%} ({gain:+.1%}, promotion needs +{MIN_IMPROVEMENT:.1%})"
@@ -183,30 +181,6 @@ def _refresh_node(
         "holdout": candidate_score,
     }
     return decision, pairs, serving_entry
-
-
-def _validation_records(
-    pairs: list[tuple[str, str]], records: list[CallRecord], holdout: list[CallRecord]
-) -> list[CallRecord]:
-    """Return teacher records for the validation split's inputs, built from the node's prompt.
-
-    The pairs carry only the last user message, so each validation record reuses the messages
-    of a record of the same node with that message replaced.
-    """
-    from slmshift.demo.training import in_validation
-    from slmshift.records import Message
-
-    template = (records or holdout)[0]
-    validation = []
-    for text, answer in pairs:
-        if not in_validation(text):
-            continue
-        messages = [*template.messages[:-1], Message(role="user", content=text)]
-        validation.append(CallRecord(
-            messages=tuple(messages), response=Message(role="assistant", content=answer),
-            node=template.node, tools=template.tools,
-        ))
-    return validation
 
 
 def _write_next_plan(

@@ -37,7 +37,7 @@ from slmshift.curation import curate
 from slmshift.demo.datasets import IntentExample, banking77_labels, load_banking77
 from slmshift.demo.prompts import router_system_prompt
 from slmshift.demo.scoring import answer_records, score
-from slmshift.demo.training import answer_pairs, in_validation, last_user_text, pick_candidate, train_candidates
+from slmshift.demo.training import train_candidates
 from slmshift.records import CallRecord
 from slmshift.slm import load_slm
 from slmshift.store import TraceStore
@@ -146,14 +146,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def train_router(curated: list[CallRecord], models_dir: Path, *, fast: bool) -> Any:
     """Train the router's candidates on the curated records; return the one chosen on validation."""
-    validation = [record for record in curated if in_validation(last_user_text(record.messages))]
-    candidates = train_candidates(
-        ROUTER, answer_pairs(curated), validation, models_dir,
-        fast=fast, seed=0, progress=lambda description, total: (lambda units=1: None),
+    chosen, candidates = train_candidates(
+        ROUTER, curated, models_dir, fast=fast, seed=0, say=lambda message: logger.info("%s", message),
     )
     for candidate in candidates:
         print(f"  {candidate.kind}: {candidate.validation['agreement']:.1%} agreement on validation")
-    return pick_candidate(candidates)
+    return chosen
 
 
 def write_plan(chosen: Any, path: Path) -> Path:

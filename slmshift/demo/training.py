@@ -1,23 +1,20 @@
 """Train the demo's SLM candidates for one node from the teacher's records.
 
 A node qualifies offline when its answers come from a closed set (the router's 77 intents, the
-responder's replies per intent): then a classical classifier (the floor) and a compact model
-trained from scratch are fitted, each gets the confidence floor that keeps its answers at 97%
-agreement on the validation split, and the better of the two on validation is chosen. Tool
-calls need a pretrained base model to LoRA-tune (`--hub-model`); without one the node stays on
+responder's replies per intent): then `slmshift.training.label_task` trains the classical floor,
+compact models and their ensemble, and picks one on the validation split. Tool calls and free
+text need a pretrained base model to LoRA-tune (`--hub-model`); without one the node stays on
 the teacher, and the reason says so.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from slmshift.demo.scoring import Answer, answer_records, choose_min_confidence, score
 from slmshift.records import CallRecord, Message
 
 logger = logging.getLogger(__name__)
@@ -25,7 +22,8 @@ logger = logging.getLogger(__name__)
 # An answer set this small, where answers repeat, is a label task a compact model can learn.
 MAX_CLOSED_ANSWERS = 300
 MIN_EXAMPLES_PER_ANSWER = 2.0
-VALIDATION_SHARE = 0.1
+# Compact-model epochs with --fast.
+FAST_EPOCHS = 6
 
 
 @dataclass
@@ -83,101 +81,69 @@ def offline_blocker(records: Sequence[CallRecord], pairs: Sequence[tuple[str, st
     return None
 
 
-def split_pairs(pairs: Sequence[tuple[str, str]]) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
-    """Split deterministically by a hash of the input: about `VALIDATION_SHARE` to validation."""
-    train, validation = [], []
-    for text, answer in pairs:
-        (validation if in_validation(text) else train).append((text, answer))
-    return train, validation
-
-
-def in_validation(text: str) -> bool:
-    """Whether the input `text` belongs to the validation split (a hash bucket, case-insensitive)."""
-    bucket = int(hashlib.sha256(text.lower().encode("utf-8")).hexdigest()[:8], 16) / 0xFFFFFFFF
-    return bucket < VALIDATION_SHARE
-
-
-def calibrate(generator: Any, validation_records: Sequence[CallRecord]) -> tuple[float | None, dict[str, Any], list[Answer]]:
-    """Choose the confidence floor on validation records; return it, its score and the answers."""
-    answers = answer_records(generator, validation_records)
-    floor = choose_min_confidence(answers)
-    return floor, score(answers, floor).to_dict(), answers
-
-
-def pick_candidate(candidates: Sequence[Candidate]) -> Candidate:
-    """Pick the candidate with the highest validation coverage at the target, then agreement."""
-    return max(
-        candidates,
-        key=lambda candidate: (
-            round(candidate.validation["coverage"], 4),
-            candidate.validation["agreement"],
-        ),
-    )
-
-
-ProgressFactory = Callable[[str, int | None], Callable[[int], None]]
 
 
 def train_candidates(
     node: str,
-    pairs: Sequence[tuple[str, str]],
-    validation_records: Sequence[CallRecord],
+    records: Sequence[CallRecord],
     models_dir: Path,
     *,
     fast: bool,
     seed: int,
-    progress: ProgressFactory,
-) -> list[Candidate]:
-    """Train the classical floor and a compact model on `pairs`; calibrate both on validation.
+    say: Callable[[str], None],
+) -> tuple[Candidate, list[Candidate]]:
+    """Train the label-task candidates of `node` and return the chosen one and all of them.
 
-    `validation_records` are the teacher's records whose inputs fell in the validation split;
-    each candidate's confidence floor is chosen on them, never on the held-out set.
+    `slmshift.training.label_task` trains the classical floor, compact models and their
+    ensemble, chooses a confidence threshold for each on the validation split, and picks the
+    best candidate that beats the floor (else the floor itself).
     """
-    from slmshift.slm import load_slm
-    from slmshift.training.classical import ClassicalConfig, train_classical
-    from slmshift.training.compact import train_compact
-
-    train, validation = split_pairs(pairs)
-    task = f"{node}/0"
-    candidates = []
-
-    classical_dir = models_dir / node / "classical"
-    directory, seconds = train_classical(train, classical_dir, task=task, config=ClassicalConfig(seed=seed))
-    candidates.append(_calibrated(node, "classical", directory, seconds, validation_records, load_slm))
-
-    config = _compact_config(fast=fast, seed=seed)
-    advance = progress(f"train: compact model for {node}", config.epochs)
-    result = train_compact(
-        train, validation, models_dir / node / "compact", task=task, config=config,
-        progress=lambda entry: advance(1),
-    )
-    candidate = _calibrated(node, "compact", result.directory, result.train_seconds, validation_records, load_slm)
-    candidate.extra = {"parameters": result.parameters, "best_epoch": result.best_epoch}
-    candidates.append(candidate)
-    return candidates
-
-
-def _compact_config(*, fast: bool, seed: int) -> Any:
     from slmshift.training.compact import CompactConfig
+    from slmshift.training.dataset import TaskSpec
+    from slmshift.training.label_task import train_label_task
 
-    if fast:
-        return CompactConfig(epochs=8, hidden_size=96, intermediate_size=192, seed=seed)
-    return CompactConfig(seed=seed)
+    kinds = {record.output_kind for record in records}
+    task = TaskSpec(id=f"{node}/0", node=node, output_kind=kinds.pop() if len(kinds) == 1 else "label")
+    config = CompactConfig(epochs=FAST_EPOCHS, seed=seed) if fast else CompactConfig(seed=seed)
+    directory = models_dir / node
+    selection = train_label_task(
+        records, task, directory, compacts=1 if fast else 2, config=config, progress=say,
+    )
+    candidates = [
+        _candidate(node, name, directory, selection)
+        for name in selection["validation"]
+    ]
+    chosen = next(candidate for candidate in candidates if candidate.kind == selection["chosen"])
+    chosen.extra["reasons"] = selection["reasons"]
+    return chosen, candidates
 
 
-def _calibrated(
-    node: str, kind: str, directory: Path, seconds: float, validation_records: Sequence[CallRecord], load: Any
-) -> Candidate:
-    generator = load(directory)
-    floor, figures, _ = calibrate(generator, validation_records)
-    manifest = generator.manifest
+def _candidate(node: str, name: str, directory: Path, selection: dict[str, Any]) -> Candidate:
+    from slmshift.slm.base import SLMManifest
+
+    model_dir = directory / ("candidates" if name == "ensemble" else f"candidates/{name}")
+    figures = selection["validation"][name]
+    manifest = SLMManifest.load(model_dir)
     return Candidate(
         node=node,
-        kind=kind,
-        name=f"{node}-{kind}",
-        model_dir=str(directory),
+        kind=name,
+        name=f"{node}-{name}",
+        model_dir=str(model_dir),
         labels=list(manifest.labels or []),
-        min_confidence=floor,
-        validation=figures,
-        train_seconds=round(seconds, 2),
+        min_confidence=figures.get("threshold"),
+        validation={"agreement": figures["agreement"], "coverage": figures["coverage"]},
+        train_seconds=float(selection["train_seconds"].get(name, 0.0)),
     )
+
+
+def records_from_pairs(pairs: Sequence[tuple[str, str]], template: CallRecord) -> list[CallRecord]:
+    """Rebuild teacher records from `[input, answer]` pairs with `template`'s prompt and node."""
+    records = []
+    for text, answer in pairs:
+        response = Message(role="assistant", content=answer)
+        records.append(CallRecord(
+            messages=(*template.messages[:-1], Message(role="user", content=text)),
+            response=response, node=template.node, agent=template.agent, tools=template.tools,
+            output_kind=template.output_kind,
+        ))
+    return records
