@@ -699,3 +699,15 @@ def test_malformed_events_are_counted_not_raised(memory_store):
     assert handler.stats.internal_errors == 1
     assert handler.stats.unmatched_events == 2
     assert memory_store.count() == 0
+
+
+def test_record_id_is_model_run_id(memory_store):
+    events = EventLog()
+    handler = LangChainTraceHandler(memory_store, agent="bot", listeners=[events])
+
+    ScriptedChatModel(responses=["ok"]).invoke("hi", config={"callbacks": [handler]})
+    (record,) = memory_store.records()
+    (start,) = [event for event in events.starts if event.kind == "llm"]
+
+    assert record.id == str(start.run_id)
+    assert events.ends[-1].record.id == record.id

@@ -483,7 +483,7 @@ class LangChainTraceHandler(BaseCallbackHandler):
     ) -> None:
         record = None
         try:
-            record = self._build_record(model_run, response, error)
+            record = self._build_record(run_id, model_run, response, error)
             record = self._store_record(record)
         except Exception as exc:  # noqa: BLE001 - capture never raises into the agent
             self._counter.failure("internal_errors", "model end", exc, log=logger)
@@ -493,7 +493,7 @@ class LangChainTraceHandler(BaseCallbackHandler):
             self._emit_end(run_id, "llm", error, record)
 
     def _build_record(
-        self, model_run: _ModelRun, response: Any, error: BaseException | None
+        self, run_id: UUID, model_run: _ModelRun, response: Any, error: BaseException | None
     ) -> CallRecord:
         latency_ms = (time.perf_counter() - model_run.started) * 1000.0
         limiter = PayloadLimiter(self.max_payload_chars)
@@ -512,6 +512,9 @@ class LangChainTraceHandler(BaseCallbackHandler):
                 metadata["partial_response"] = True
 
         return CallRecord(
+            # The model run's id is unique, links the record to the framework's run and
+            # spares generating another UUID.
+            id=str(run_id),
             messages=model_run.messages,
             response=answer,
             trace_id=str(model_run.trace_id),
