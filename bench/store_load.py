@@ -33,7 +33,8 @@ sys.path.insert(0, str(REPO))
 
 logger = logging.getLogger("bench.store_load")
 
-BASELINE_SHARE = 0.1
+# One run in this many runs without capture, interleaved with the captured runs.
+BASELINE_EVERY = 4
 AGENT = "load-bench"
 
 
@@ -75,30 +76,60 @@ def build_graph() -> Any:
     return builder.compile()
 
 
-def run_threads(graph: Any, threads: int, runs: int, config: dict[str, Any], tag: str) -> list[float]:
-    """Run `runs` graph runs on each of `threads` threads; return every run's latency in seconds."""
-    latencies: list[float] = []
+def run_threads(
+    graph: Any, threads: int, runs: int, handler: Any, tag: str
+) -> tuple[list[float], list[float]]:
+    """Run the graph `runs` times with capture on each of `threads` threads, and every
+    `BASELINE_EVERY`-th extra run without it, interleaved so both see the same load.
+
+    Returns the run latencies in seconds: (without capture, with capture).
+    """
+    baseline: list[float] = []
+    captured: list[float] = []
     lock = threading.Lock()
+    with_capture = {"callbacks": [handler]}
 
     def agent(thread_index: int) -> None:
-        mine = []
-        for run in range(runs):
+        mine_baseline, mine_captured = [], []
+        total = runs + runs // (BASELINE_EVERY - 1)
+        for run in range(total):
+            is_baseline = run % BASELINE_EVERY == BASELINE_EVERY - 1
             question = f"{tag} {thread_index}/{run}: where is order {run:06d}? I paid with my card."
             started = time.perf_counter()
-            graph.invoke({"question": question}, config=config)
-            mine.append(time.perf_counter() - started)
+            graph.invoke({"question": question}, config={} if is_baseline else with_capture)
+            elapsed = time.perf_counter() - started
+            (mine_baseline if is_baseline else mine_captured).append(elapsed)
         with lock:
-            latencies.extend(mine)
+            baseline.extend(mine_baseline)
+            captured.extend(mine_captured)
 
     workers = [threading.Thread(target=agent, args=(index,)) for index in range(threads)]
     for worker in workers:
         worker.start()
     for worker in workers:
         worker.join()
-    return latencies
+    return baseline, captured
 
 
-def process_main(url: str, keys: list[str], threads: int, runs: int, barrier: Any, results: Any) -> None:
+def add_directly(store: Any, threads: int, records: int, offset: int) -> None:
+    """Add `records` realistic records per thread straight to the store, with no agent."""
+    from tests.store_records import make_record
+
+    def writer(thread_index: int) -> None:
+        first = offset + thread_index * records
+        for index in range(first, first + records):
+            store.add(make_record(index, agent=AGENT))
+
+    workers = [threading.Thread(target=writer, args=(index,)) for index in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+
+
+def process_main(
+    url: str, keys: list[str], threads: int, runs: int, direct: bool, index: int, barrier: Any, results: Any
+) -> None:
     from slmshift.callbacks.langchain import LangChainTraceHandler
     from slmshift.store import TraceStore
     from slmshift.store.encryption import StoreKey
@@ -117,10 +148,16 @@ def process_main(url: str, keys: list[str], threads: int, runs: int, barrier: An
     handler = LangChainTraceHandler(store, agent=AGENT)
     graph = build_graph()
 
-    baseline = run_threads(graph, threads, max(1, int(runs * BASELINE_SHARE)), {}, "baseline")
+    for run in range(5):  # warm-up: first runs pay for imports and caches
+        graph.invoke({"question": f"warm-up {run}"})
     barrier.wait()
     started = time.time()
-    captured = run_threads(graph, threads, runs, {"callbacks": [handler]}, "load")
+    if direct:
+        # Two records per run, as the agent stores, so both modes write the same count.
+        add_directly(store, threads, 2 * runs, offset=index * threads * 2 * runs)
+        baseline, captured = [], []
+    else:
+        baseline, captured = run_threads(graph, threads, runs, handler, "load")
     runs_done = time.time()
     flushed = handler.flush(timeout=300)
     committed = time.time()
@@ -148,8 +185,11 @@ def run_backend(name: str, url: str, keys: list[str], args: argparse.Namespace) 
     context = multiprocessing.get_context("spawn")
     barrier, results = context.Barrier(args.processes), context.Queue()
     processes = [
-        context.Process(target=process_main, args=(url, keys, args.threads, runs_per_thread, barrier, results))
-        for _ in range(args.processes)
+        context.Process(
+            target=process_main,
+            args=(url, keys, args.threads, runs_per_thread, args.direct, index, barrier, results),
+        )
+        for index in range(args.processes)
     ]
     for process in processes:
         process.start()
@@ -178,10 +218,16 @@ def run_backend(name: str, url: str, keys: list[str], args: argparse.Namespace) 
         "wall_s": wall,
         "add_p50_us": 1e6 * percentile(adds, 0.5),
         "add_p99_us": 1e6 * percentile(adds, 0.99),
-        "run_p50_ms": (1e3 * percentile(baseline, 0.5), 1e3 * percentile(captured, 0.5)),
-        "run_p99_ms": (1e3 * percentile(baseline, 0.99), 1e3 * percentile(captured, 0.99)),
+        "run_p50_ms": _run_percentiles(baseline, captured, 0.5),
+        "run_p99_ms": _run_percentiles(baseline, captured, 0.99),
         "all_flushed": all(r["flushed"] for r in reports),
     }
+
+
+def _run_percentiles(baseline: list[float], captured: list[float], share: float) -> tuple[float, float]:
+    if not baseline:
+        return (float("nan"), float("nan"))
+    return (1e3 * percentile(baseline, share), 1e3 * percentile(captured, share))
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:
@@ -212,6 +258,10 @@ def main() -> int:
     parser.add_argument("--backends", default="memory,sqlite,postgres",
                         help="memory is the control: capture cost without any store I/O")
     parser.add_argument("--encrypt", action="store_true", help="also run each backend encrypted")
+    parser.add_argument(
+        "--direct", action="store_true",
+        help="no agent: threads call store.add with realistic records, to measure the store alone",
+    )
     parser.add_argument("--postgres-url", help="use this server instead of starting one on 127.0.0.1")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)

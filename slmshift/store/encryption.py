@@ -41,7 +41,7 @@ class EncryptionError(StoreError):
 
 
 class MissingKeyError(EncryptionError):
-    """The store holds ciphertext but no key was given to read or write it."""
+    """The store contains ciphertext but no key was given to read or write it."""
 
 
 @dataclass(frozen=True)
@@ -94,7 +94,7 @@ def read_key_file(path: str | Path) -> StoreKey:
     try:
         mode = path.stat().st_mode
     except OSError as exc:
-        raise EncryptionError(f"Cannot read the key file {str(path)!r} ({exc}).") from exc
+        raise EncryptionError(f"Failed to read the key file {str(path)!r} ({exc}).") from exc
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise EncryptionError(
             f"Key file {str(path)!r} is readable by other users (mode {stat.S_IMODE(mode):o}): "
@@ -104,7 +104,7 @@ def read_key_file(path: str | Path) -> StoreKey:
 
 
 def keys_from_env(environ: Mapping[str, str] | None = None) -> list[StoreKey]:
-    """The active key then older keys from the environment; empty when none is set.
+    """Return the active key, then older keys, from the environment; empty when none is set.
 
     Raises:
         EncryptionError: both the key and the key file are set, or either is malformed.
@@ -225,7 +225,7 @@ class PayloadCodec:
 
 def missing_key_message(what: str) -> str:
     return (
-        f"The trace store holds encrypted payloads ({what}) but no key was given: set {KEY_ENV} "
+        f"The trace store contains encrypted payloads ({what}) but no key was given: set {KEY_ENV} "
         f"(base64 of 32 bytes) or {KEY_FILE_ENV} (a 0600 file holding it), or pass keys=[...]."
     )
 
@@ -239,7 +239,7 @@ def resolve_mode(
 
     Raises:
         MissingKeyError: the store is encrypted and no key was given.
-        EncryptionError: a key was given for a store that already holds plaintext records,
+        EncryptionError: a key was given for a store that already contains plaintext records,
             or the recorded mode is unknown.
     """
     if stored_mode not in (None, PLAINTEXT, CIPHER_NAME):
@@ -255,7 +255,7 @@ def resolve_mode(
         return PayloadCodec(None)
     if stored_mode == PLAINTEXT and has_records:
         raise EncryptionError(
-            f"Trace store {location} holds plaintext records, and a key was given: new records "
+            f"Trace store {location} contains plaintext records, and a key was given: new records "
             "would be encrypted beside plaintext ones. Open it without a key and call "
             "`store.rotate_key(key)` to encrypt every record, or unset the key."
         )

@@ -127,7 +127,7 @@ class PostgresTraceStore(TraceStore):
             return psycopg.connect(self.url, connect_timeout=CONNECT_TIMEOUT_S, autocommit=True)
         except psycopg.Error as exc:
             raise StoreError(
-                f"Cannot connect to the PostgreSQL trace store {self._location}: "
+                f"Failed to connect to the PostgreSQL trace store {self._location}: "
                 f"{' '.join(str(exc).split())} Check the host, port, database and user in the URL."
             ) from exc
 
@@ -141,7 +141,7 @@ class PostgresTraceStore(TraceStore):
                 self._migrate_locked(connection)
                 return self._resolve_mode_locked(connection)
         except psycopg.Error as exc:
-            raise StoreError(f"Cannot prepare the trace store {self._location}: {exc}") from exc
+            raise StoreError(f"Failed to prepare the trace store {self._location}: {exc}") from exc
 
     def _migrate_locked(self, connection: Any) -> None:
         connection.execute(
@@ -182,11 +182,11 @@ class PostgresTraceStore(TraceStore):
     def add(self, record: CallRecord) -> bool:
         """Queue `record` for the writer thread; return False when it was dropped. Never raises.
 
-        The row is built (and sealed) here, so a record that cannot be stored is rejected at
-        once and counted, instead of failing a whole batch later.
+        The row is built here, so a record that cannot be stored is rejected at once and
+        counted, instead of failing a whole batch later. The writer thread seals it.
         """
         try:
-            row = self._row(record)
+            row = record_to_row(record)
         except Exception as exc:  # noqa: BLE001 - tracing must never raise into the agent
             self._rejected += 1
             self._warn_rejected("Dropped a call record that cannot be stored (%s).", type(exc).__name__)
@@ -231,7 +231,10 @@ class PostgresTraceStore(TraceStore):
         return counters
 
     def _row(self, record: CallRecord) -> tuple[Any, ...]:
-        row = self._codec.seal(record_to_row(record))
+        return self._seal(record_to_row(record))
+
+    def _seal(self, row: tuple[Any, ...]) -> tuple[Any, ...]:
+        row = self._codec.seal(row)
         payload = row[-2]
         if isinstance(payload, str):
             row = (*row[:-2], payload.encode("utf-8"), row[-1])
@@ -244,7 +247,13 @@ class PostgresTraceStore(TraceStore):
             raise RecordError(f"Record {record.id} cannot be stored: {exc}") from exc
 
     def _write_rows(self, rows: list[tuple[Any, ...]]) -> None:
-        """Insert one batch in one transaction; called by the `BatchWriter` thread only."""
+        """Insert one batch in one transaction; called by the `BatchWriter` thread only.
+
+        Payloads are sealed here, not in `add`: AES-GCM nonces come from os.urandom, which
+        releases the GIL, and getting it back on a busy interpreter took milliseconds from
+        the agent's thread.
+        """
+        rows = [self._seal(row) for row in rows]
         if self._write_connection is None or self._write_connection.closed:
             self._write_connection = self._connect()
         connection = self._write_connection

@@ -121,7 +121,7 @@ class SQLiteTraceStore(TraceStore):
         rejected at once (counted in `dropped`) instead of failing a whole batch. Never raises.
         """
         try:
-            row = self._codec.seal(record_to_row(record))
+            row = record_to_row(record)
         except Exception as exc:  # noqa: BLE001 - tracing must never raise into the agent
             with self._rejected_lock:
                 self._rejected += 1
@@ -170,7 +170,6 @@ class SQLiteTraceStore(TraceStore):
                 return
             self._closing = True
         atexit.unregister(self._close_at_exit)
-        # The writer may still need to open its connection, so the store closes after it.
         self._writer.close(timeout)
         # Only now: the writer thread opens its connection while writing the last batches.
         self._closed = True
@@ -330,7 +329,13 @@ class SQLiteTraceStore(TraceStore):
     # -- writer thread ---------------------------------------------------------------------
 
     def _write_rows(self, rows: list[tuple[Any, ...]]) -> None:
-        """Write one batch in one transaction; called by the `BatchWriter` thread only."""
+        """Write one batch in one transaction; called by the `BatchWriter` thread only.
+
+        Payloads are sealed here, not in `add`: AES-GCM nonces come from os.urandom, which
+        releases the GIL, and getting it back on a busy interpreter took milliseconds from
+        the agent's thread.
+        """
+        rows = [self._codec.seal(row) for row in rows]
         if self._writer_connection is None:
             self._writer_connection = self._connect()
         connection = self._writer_connection
@@ -399,21 +404,34 @@ class SQLiteTraceStore(TraceStore):
         return len(updates)
 
     def _resolve_mode(self, connection: sqlite3.Connection) -> PayloadCodec:
+        codec = self._read_mode(connection)
+        if codec is not None:
+            return codec
+        # A new store, or one whose mode this open changes: decide again under the write lock.
         connection.execute("BEGIN IMMEDIATE")
         try:
-            row = connection.execute(
-                "SELECT value FROM store_meta WHERE key = ?", (ENCRYPTION_META_KEY,)
-            ).fetchone()
-            has_records = connection.execute("SELECT EXISTS (SELECT 1 FROM records)").fetchone()[0]
-            codec = resolve_mode(
-                row[0] if row else None, has_records=bool(has_records), keys=self._keys,
-                location=str(self.path),
-            )
-            _write_mode(connection, codec.mode)
+            codec = self._read_mode(connection, record=True)
             connection.execute("COMMIT")
         except BaseException:
             connection.execute("ROLLBACK")
             raise
+        return codec
+
+    def _read_mode(self, connection: sqlite3.Connection, *, record: bool = False) -> PayloadCodec | None:
+        """Resolve the mode; return None when it must be recorded and `record` is False."""
+        row = connection.execute(
+            "SELECT value FROM store_meta WHERE key = ?", (ENCRYPTION_META_KEY,)
+        ).fetchone()
+        has_records = connection.execute("SELECT EXISTS (SELECT 1 FROM records)").fetchone()[0]
+        codec = resolve_mode(
+            row[0] if row else None, has_records=bool(has_records), keys=self._keys,
+            location=str(self.path),
+        )
+        if row is not None and row[0] == codec.mode:
+            return codec
+        if not record:
+            return None
+        _write_mode(connection, codec.mode)
         return codec
 
     def _check_mode(self, connection: sqlite3.Connection) -> None:
