@@ -330,6 +330,13 @@ def test_model_built_in_node_body_raises_with_alternative():
         swap_node_models(one_node_graph(classify).compile(), {"classify": slm_saying("slm")})
 
 
+def test_node_without_model_lists_supported_shapes():
+    app = one_node_graph(lambda state: {"label": state["text"].upper()}).compile()
+
+    with pytest.raises(NodeSwapError, match=r"no chat model was found.*Supported node shapes: .*model\.bind_tools"):
+        swap_node_models(app, {"classify": slm_saying("slm")})
+
+
 def test_model_overrides_redirect_node_built_model():
     def classify(state: State) -> State:
         model = node_model(ScriptedChatModel(responses=["fresh"]))

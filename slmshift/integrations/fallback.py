@@ -25,6 +25,7 @@ from typing import Any, Literal
 
 from langchain_core.callbacks import CallbackManager, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
+from langchain_core.language_models.chat_models import LangSmithParams
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 from langchain_core.runnables import Runnable
@@ -134,6 +135,12 @@ class FallbackChatModel(BaseChatModel):
             "llm": _model_name(self.llm),
             "mode": self.mode,
         }
+
+    def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
+        params = super()._get_ls_params(stop=stop, **kwargs)
+        params["ls_provider"] = "slmshift"
+        params["ls_model_name"] = _model_name(self.slm)
+        return params
 
     @property
     def supports_tools(self) -> bool:
@@ -348,7 +355,9 @@ class _Call:
             tool_choice=self.options.get("tool_choice"),
             response_format=self.options.get("response_format"),
             step=run_metadata.get("langgraph_step"),
-            trace_id=str(self.run_manager.parent_run_id) if self.run_manager and self.run_manager.parent_run_id else None,
+            # NOTE: the agent run's root id is not visible from a model run, so trace_id stays
+            # unset; parent_id links the record to the node run that made the call.
+            parent_id=str(self.run_manager.parent_run_id) if self.run_manager and self.run_manager.parent_run_id else None,
             metadata={**metadata, "thread_id": run_metadata.get("thread_id")},
         )
 
