@@ -43,7 +43,11 @@ def run_write(args: argparse.Namespace) -> int:
     models_dir = Path(args.models)
     if not models_dir.is_dir():
         raise CommandError(f"--models {str(models_dir)!r} is not a directory: pass the folder `slmshift train` wrote.")
-    entries = [_node_entry(directory, args) for directory in sorted(models_dir.iterdir()) if (directory / "manifest.json").is_file()]
+    entries = [
+        _node_entry(model, args, min_confidence)
+        for model, min_confidence in (_selected_model(directory) for directory in sorted(models_dir.iterdir()))
+        if (model / "manifest.json").is_file()
+    ]
     if not entries:
         raise CommandError(f"No model directories with a manifest.json under {str(models_dir)!r}: run `slmshift train` first.")
 
@@ -86,7 +90,23 @@ def run_show(args: argparse.Namespace) -> int:
     return 0
 
 
-def _node_entry(directory: Path, args: argparse.Namespace) -> dict[str, Any]:
+def _selected_model(directory: Path) -> tuple[Path, float | None]:
+    """Return the model directory to plan for `directory`, and its validation threshold.
+
+    `slmshift train` writes a task folder with `selected.json`, naming the chosen candidate
+    (relative path) and its confidence threshold; any other folder is planned as it is.
+    """
+    import json
+
+    selected_path = directory / "selected.json"
+    if not selected_path.is_file():
+        return directory, None
+    selected = json.loads(selected_path.read_text(encoding="utf-8"))
+    threshold = selected.get("validation", {}).get(selected.get("chosen"), {}).get("threshold")
+    return directory / selected["model"], threshold
+
+
+def _node_entry(directory: Path, args: argparse.Namespace, min_confidence: float | None = None) -> dict[str, Any]:
     from slmshift.slm.base import ManifestError, SLMManifest
 
     try:
@@ -99,6 +119,8 @@ def _node_entry(directory: Path, args: argparse.Namespace) -> dict[str, Any]:
         validation["labels"] = list(manifest.labels)
     if args.min_confidence is not None:
         validation["min_confidence"] = args.min_confidence
+    elif min_confidence is not None:
+        validation["min_confidence"] = min_confidence
     entry: dict[str, Any] = {
         "node": node,
         "task": manifest.task,
