@@ -86,7 +86,8 @@ class StepResult:
     cached: bool
 
 
-ProgressHook = Callable[[str, int | None], Callable[[int], None]]
+# Called with a description and a total (None: unknown); returns `advance(units, description=None)`.
+ProgressHook = Callable[[str, int | None], Callable[..., None]]
 
 
 class Pipeline:
@@ -97,7 +98,8 @@ class Pipeline:
         store: The trace store that receives captured and served records.
         out_dir: Folder for the report, models, plans and step state.
         progress: Called with a description and a total when a long step starts; returns a
-            function that advances that progress by a number of units. None shows nothing.
+            function `advance(units, description=None)` that moves that progress on and may
+            replace its description. None shows nothing.
         say: Called with one line of status text per notable event.
     """
 
@@ -180,9 +182,9 @@ class Pipeline:
     def say(self, text: str) -> None:
         self._say(text)
 
-    def progress(self, description: str, total: int | None) -> Callable[[int], None]:
+    def progress(self, description: str, total: int | None) -> Callable[..., None]:
         if self._progress is None:
-            return lambda units=1: None
+            return lambda units=1, description=None: None
         return self._progress(description, total)
 
     def captured_records(self, node: str | None = None) -> list[CallRecord]:

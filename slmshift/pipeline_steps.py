@@ -302,7 +302,7 @@ def step_train(pipeline: Pipeline) -> dict[str, Any]:
         advance = pipeline.progress(f"train: {node} candidates", None)
 
         def say(message: str, node: str = node) -> None:
-            advance(0)
+            advance(0, description=f"train: {node}: {message}"[:100])
             logger.info("%s: %s", node, message)
 
         chosen, candidates = train_candidates(

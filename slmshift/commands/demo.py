@@ -165,14 +165,17 @@ class progress_display:
             transient=False,
         )
 
-    def __enter__(self) -> tuple[Callable[[str, int | None], Callable[[int], None]], Callable[[str], None]]:
+    def __enter__(self) -> tuple[Callable[[str, int | None], Callable[..., None]], Callable[[str], None]]:
         self._progress.__enter__()
 
         def hook(description: str, total: int | None) -> Callable[[int], None]:
             task = self._progress.add_task(description, total=total)
 
-            def advance(units: int = 1) -> None:
-                self._progress.update(task, advance=units)
+            def advance(units: int = 1, description: str | None = None) -> None:
+                if description is None:
+                    self._progress.update(task, advance=units)
+                else:
+                    self._progress.update(task, advance=units, description=description)
 
             return advance
 
