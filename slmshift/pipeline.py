@@ -98,8 +98,8 @@ class Pipeline:
         store: The trace store that receives captured and served records.
         out_dir: Folder for the report, models, plans and step state.
         progress: Called with a description and a total when a long step starts; returns a
-            function `advance(units, description=None)` that moves that progress on and may
-            replace its description. None shows nothing.
+            function `advance(units, description=None, finished=False)` that moves that
+            progress on, may replace its description, and marks it done. None shows nothing.
         say: Called with one line of status text per notable event.
     """
 
@@ -184,7 +184,7 @@ class Pipeline:
 
     def progress(self, description: str, total: int | None) -> Callable[..., None]:
         if self._progress is None:
-            return lambda units=1, description=None: None
+            return lambda units=1, description=None, finished=False: None
         return self._progress(description, total)
 
     def captured_records(self, node: str | None = None) -> list[CallRecord]:

@@ -171,11 +171,14 @@ class progress_display:
         def hook(description: str, total: int | None) -> Callable[[int], None]:
             task = self._progress.add_task(description, total=total)
 
-            def advance(units: int = 1, description: str | None = None) -> None:
-                if description is None:
-                    self._progress.update(task, advance=units)
-                else:
-                    self._progress.update(task, advance=units, description=description)
+            def advance(units: int = 1, description: str | None = None, finished: bool = False) -> None:
+                changes: dict[str, Any] = {"advance": units}
+                if description is not None:
+                    changes["description"] = description
+                if finished:
+                    done = max(1, int(self._progress.tasks[task].completed) + units)
+                    changes = {"total": done, "completed": done}
+                self._progress.update(task, **changes)
 
             return advance
 

@@ -16,8 +16,10 @@ def render_summary(console: Console, serve: dict[str, Any], plan: dict[str, Any]
     """Print the before/after table, the per-node table and where the artifacts are."""
     console.print(_overall_table(serve["before"], serve["after"], serve["requests"]))
     console.print(_node_table(serve["after"], plan))
+    for line in _reasons(serve["after"], plan):
+        console.print(line, markup=False, highlight=False)
     for line in serve.get("notes", []):
-        console.print(f"[dim]{line}[/dim]")
+        console.print(line, style="dim", markup=False, highlight=False)
     console.print()
     for name, path in paths.items():
         console.print(f"{name}: [bold]{path}[/bold]")
@@ -47,32 +49,43 @@ def _overall_table(before: dict[str, Any], after: dict[str, Any], requests: int)
 
 
 def _node_table(after: dict[str, Any], plan: dict[str, Any]) -> Table:
-    table = Table(title="Per node (agreement with the teacher on the held-out requests)")
+    table = Table(title="Per node, on the held-out requests")
     table.add_column("node")
     table.add_column("served by")
     table.add_column("calls", justify="right")
     table.add_column("on SLM", justify="right")
-    table.add_column("agreement", justify="right")
+    table.add_column("agreement with teacher", justify="right")
     table.add_column("fallbacks", justify="right")
-    table.add_column("why")
     nodes = after["nodes"]
     decisions = plan.get("decisions", {})
-    for node in [*NODE_ORDER, *sorted(set(nodes) - set(NODE_ORDER))]:
-        if node not in nodes:
-            continue
+    for node in _ordered(nodes):
         figures = nodes[node]
-        decision = decisions.get(node, {})
         calls = figures["calls"]
         table.add_row(
             node,
-            decision.get("served_by", "teacher LLM"),
+            decisions.get(node, {}).get("served_by", "teacher LLM"),
             str(calls),
             _percent(figures["slm_calls"] / calls if calls else None),
             _percent(figures["agreement"]),
             _fallbacks(figures),
-            decision.get("reason", ""),
         )
     return table
+
+
+def _reasons(after: dict[str, Any], plan: dict[str, Any]) -> list[str]:
+    """Return one line per node: why it moved to an SLM or stayed on the teacher."""
+    decisions = plan.get("decisions", {})
+    lines = []
+    for node in _ordered(after["nodes"]):
+        decision = decisions.get(node)
+        if decision is not None:
+            verdict = "moved to an SLM" if decision.get("promoted") else "stays on the teacher"
+            lines.append(f"{node} {verdict}: {decision['reason']}.")
+    return lines
+
+
+def _ordered(nodes: dict[str, Any]) -> list[str]:
+    return [node for node in NODE_ORDER if node in nodes] + sorted(set(nodes) - set(NODE_ORDER))
 
 
 def _fallbacks(figures: dict[str, Any]) -> str:

@@ -22,8 +22,9 @@ logger = logging.getLogger(__name__)
 # An answer set this small, where answers repeat, is a label task a compact model can learn.
 MAX_CLOSED_ANSWERS = 300
 MIN_EXAMPLES_PER_ANSWER = 2.0
-# Compact-model epochs with --fast.
-FAST_EPOCHS = 6
+# Compact models trained per label task. With --fast none are: a compact model needs its
+# full epochs to learn 77 intents from scratch, so a short run would only waste time.
+DEFAULT_COMPACTS = 2
 
 
 @dataclass
@@ -94,9 +95,9 @@ def train_candidates(
 ) -> tuple[Candidate, list[Candidate]]:
     """Train the label-task candidates of `node` and return the chosen one and all of them.
 
-    `slmshift.training.label_task` trains the classical floor, compact models and their
-    ensemble, chooses a confidence threshold for each on the validation split, and picks the
-    best candidate that beats the floor (else the floor itself).
+    `slmshift.training.label_task` trains the classical floor, compact models (none with
+    `fast`) and their ensemble, chooses a confidence threshold for each on the validation
+    split, and picks the best candidate that beats the floor (else the floor itself).
     """
     from slmshift.training.compact import CompactConfig
     from slmshift.training.dataset import TaskSpec
@@ -104,10 +105,10 @@ def train_candidates(
 
     kinds = {record.output_kind for record in records}
     task = TaskSpec(id=f"{node}/0", node=node, output_kind=kinds.pop() if len(kinds) == 1 else "label")
-    config = CompactConfig(epochs=FAST_EPOCHS, seed=seed) if fast else CompactConfig(seed=seed)
     directory = models_dir / node
     selection = train_label_task(
-        records, task, directory, compacts=1 if fast else 2, config=config, progress=say,
+        records, task, directory, compacts=0 if fast else DEFAULT_COMPACTS,
+        config=CompactConfig(seed=seed), progress=say,
     )
     candidates = [
         _candidate(node, name, directory, selection)
