@@ -137,8 +137,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     answers = asyncio.run(run_requests(swapped, holdout_examples))
     agreed = sum(answer == example.label for answer, example in zip(answers, holdout_examples))
     print(
-        f"Swapped workflow (router served by the SLM, no fallback: LlamaIndex agents have none "
-        f"yet): {agreed}/{len(answers)} held-out answers agree with the teacher. Plan: {plan_path}"
+        f"Swapped workflow: {agreed}/{len(answers)} held-out answers agree with the teacher "
+        f"(the router is served by the SLM alone: LlamaIndex agents have no fallback yet). "
+        f"Plan: {plan_path}"
     )
     store.close()
     return 0
