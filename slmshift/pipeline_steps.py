@@ -272,14 +272,19 @@ def step_select(pipeline: Pipeline) -> dict[str, Any]:
     for node, records in sorted(by_node.items()):
         pairs = answer_pairs(records)
         blocker = offline_blocker(records, pairs)
-        if blocker is not None and pipeline.settings.hub_model is not None:
-            blocker = f"{blocker}; LoRA on {pipeline.settings.hub_model} is not wired into the demo yet"
+        hub_model = pipeline.settings.hub_model
+        if blocker is None:
+            candidates, reason = ["classical", "compact"], f"{len({a for _, a in pairs})} distinct answers: a closed set"
+        elif hub_model is not None:
+            candidates, reason = ["lora"], f"LoRA on {hub_model}, because {blocker.split(' (pass')[0]}"
+        else:
+            candidates, reason = [], blocker
         nodes[node] = {
             "records": len(records),
             "distinct_answers": len({answer for _, answer in pairs}),
-            "trainable": blocker is None,
-            "candidates": ["classical", "compact"] if blocker is None else [],
-            "reason": blocker or f"{len({a for _, a in pairs})} distinct answers: a closed set",
+            "trainable": bool(candidates),
+            "candidates": candidates,
+            "reason": reason,
         }
         pipeline.say(f"[select] {node}: {nodes[node]['reason']}")
     return {"nodes": nodes}
@@ -290,7 +295,7 @@ def step_select(pipeline: Pipeline) -> dict[str, Any]:
 
 def step_train(pipeline: Pipeline) -> dict[str, Any]:
     """Train the candidates of every trainable node and pick one per node on validation."""
-    from slmshift.demo.training import train_candidates
+    from slmshift.demo.training import train_candidates, train_lora_candidate
 
     curated = _read_records(pipeline.outputs_of("analyze")["curated_path"])
     selection = pipeline.outputs_of("select")["nodes"]
@@ -307,9 +312,16 @@ def step_train(pipeline: Pipeline) -> dict[str, Any]:
             advance(0, description=f"train: {node}: {message}"[:100])
             logger.info("%s: %s", node, message)
 
-        chosen, candidates = train_candidates(
-            node, records, models_dir, fast=pipeline.settings.fast, seed=pipeline.settings.seed, say=say,
-        )
+        if choice["candidates"] == ["lora"]:
+            chosen = train_lora_candidate(
+                node, records, models_dir, hub_model=str(pipeline.settings.hub_model),
+                fast=pipeline.settings.fast, seed=pipeline.settings.seed, say=say,
+            )
+            candidates = [chosen]
+        else:
+            chosen, candidates = train_candidates(
+                node, records, models_dir, fast=pipeline.settings.fast, seed=pipeline.settings.seed, say=say,
+            )
         advance(0, description=f"train: {node} candidates", finished=True)
         nodes[node] = {"chosen": chosen.to_dict(), "candidates": [item.to_dict() for item in candidates]}
         pipeline.say(
@@ -438,12 +450,13 @@ def node_plan(node: str, chosen: dict[str, Any], figures: dict[str, Any], plans_
 
     from slmshift.converters.plan import FallbackPolicy, NodePlan
 
-    validation: dict[str, Any] = {"labels": chosen["labels"]}
+    validation: dict[str, Any] = {"labels": chosen["labels"]} if chosen["labels"] else {"check_tools": True}
     if chosen["min_confidence"] is not None:
         validation["min_confidence"] = round(float(chosen["min_confidence"]), 6)
     return NodePlan(
         node=node,
         task=f"{node}/0",
+        base_model=chosen.get("extra", {}).get("base_model"),
         adapter=os.path.relpath(chosen["model_dir"], plans_dir),
         validation=validation,
         fallback=FallbackPolicy(mode="fallback"),
@@ -462,6 +475,7 @@ def serving_entry(chosen: dict[str, Any], figures: dict[str, Any]) -> dict[str, 
         "labels": chosen["labels"],
         "min_confidence": chosen["min_confidence"],
         "holdout": figures,
+        "extra": chosen.get("extra", {}),
     }
 
 

@@ -25,6 +25,9 @@ MIN_EXAMPLES_PER_ANSWER = 2.0
 # Compact models trained per label task. With --fast none are: a compact model needs its
 # full epochs to learn 77 intents from scratch, so a short run would only waste time.
 DEFAULT_COMPACTS = 2
+# LoRA epochs with --fast, and the most validation records a LoRA candidate generates for.
+FAST_LORA_EPOCHS = 0.5
+MAX_LORA_VALIDATION = 50
 
 
 @dataclass
@@ -148,3 +151,49 @@ def records_from_pairs(pairs: Sequence[tuple[str, str]], template: CallRecord) -
             output_kind=template.output_kind,
         ))
     return records
+
+
+def train_lora_candidate(
+    node: str,
+    records: Sequence[CallRecord],
+    models_dir: Path,
+    *,
+    hub_model: str,
+    fast: bool,
+    seed: int,
+    say: Callable[[str], None],
+) -> Candidate:
+    """LoRA-tune `hub_model` on the node's records; score it on the validation split.
+
+    Any output kind works, tool calls included. The validation score generates one answer per
+    validation record (at most `MAX_LORA_VALIDATION`), which takes a while on a CPU.
+    """
+    from slmshift.demo.scoring import answer_records, score
+    from slmshift.slm import load_slm
+    from slmshift.training.dataset import split_records
+    from slmshift.training.lora import LoraSettings, train_lora
+
+    split = split_records(records)
+    kinds = {record.output_kind for record in records}
+    result = train_lora(
+        hub_model, split.train, split.validation, models_dir / node / "lora",
+        task=f"{node}/0", output_kind=kinds.pop() if len(kinds) == 1 else None,
+        settings=LoraSettings(epochs=FAST_LORA_EPOCHS if fast else LoraSettings().epochs, seed=seed),
+        progress=lambda entry: say(f"LoRA step {entry.get('step')}/{entry.get('max_steps')}"),
+    )
+    validation = split.validation[:MAX_LORA_VALIDATION]
+    figures = score(answer_records(load_slm(result.directory), validation), None) if validation else None
+    return Candidate(
+        node=node,
+        kind="lora",
+        name=f"{node}-lora",
+        model_dir=str(result.directory),
+        labels=[],
+        min_confidence=None,
+        validation={
+            "agreement": figures.agreement if figures else 0.0,
+            "coverage": figures.coverage if figures else 0.0,
+        },
+        train_seconds=round(result.train_seconds, 2),
+        extra={"base_model": str(hub_model), "train_loss": result.train_loss},
+    )
