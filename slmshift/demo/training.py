@@ -25,6 +25,8 @@ MIN_EXAMPLES_PER_ANSWER = 2.0
 # Compact models trained per label task. With --fast none are: a compact model needs its
 # full epochs to learn 77 intents from scratch, so a short run would only waste time.
 DEFAULT_COMPACTS = 2
+# Validation coverage at which the classical floor leaves nothing for compact models to win.
+FULL_COVERAGE = 0.999
 # LoRA epochs with --fast, and the most validation records a LoRA candidate generates for.
 FAST_LORA_EPOCHS = 0.5
 MAX_LORA_VALIDATION = 50
@@ -98,9 +100,10 @@ def train_candidates(
 ) -> tuple[Candidate, list[Candidate]]:
     """Train the label-task candidates of `node` and return the chosen one and all of them.
 
-    `slmshift.training.label_task` trains the classical floor, compact models (none with
-    `fast`) and their ensemble, chooses a confidence threshold for each on the validation
-    split, and picks the best candidate that beats the floor (else the floor itself).
+    `slmshift.training.label_task` trains the classical floor, compact models and their
+    ensemble, chooses a confidence threshold for each on the validation split, and picks the
+    best candidate that beats the floor (else the floor itself). Compact models are skipped
+    with `fast`, and when the floor alone already keeps every validation call.
     """
     from slmshift.training.compact import CompactConfig
     from slmshift.training.dataset import TaskSpec
@@ -109,10 +112,16 @@ def train_candidates(
     kinds = {record.output_kind for record in records}
     task = TaskSpec(id=f"{node}/0", node=node, output_kind=kinds.pop() if len(kinds) == 1 else "label")
     directory = models_dir / node
-    selection = train_label_task(
-        records, task, directory, compacts=0 if fast else DEFAULT_COMPACTS,
-        config=CompactConfig(seed=seed), progress=say,
-    )
+    selection = train_label_task(records, task, directory, compacts=0, config=CompactConfig(seed=seed), progress=say)
+    floor = selection["validation"]["classical"]
+    if not fast and floor["coverage"] < FULL_COVERAGE:
+        # Compact models must beat the floor on coverage too, so they only get a chance when
+        # the floor leaves calls to the teacher.
+        selection = train_label_task(
+            records, task, directory, compacts=DEFAULT_COMPACTS, config=CompactConfig(seed=seed), progress=say,
+        )
+    else:
+        say(f"the classical floor keeps {floor['coverage']:.1%} of validation calls: no compact model trained")
     candidates = [
         _candidate(node, name, directory, selection)
         for name in selection["validation"]
