@@ -74,7 +74,15 @@ class DemoSettings:
         )
 
     def training_options(self) -> dict[str, Any]:
-        return {"fast": self.fast, "seed": self.seed, "hub_model": self.hub_model}
+        from slmshift.demo import training
+
+        return {
+            "fast": self.fast,
+            "seed": self.seed,
+            "hub_model": self.hub_model,
+            "compacts": training.DEFAULT_COMPACTS,
+            "compact_epochs": training.COMPACT_EPOCHS,
+        }
 
 
 @dataclass

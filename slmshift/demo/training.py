@@ -22,9 +22,13 @@ logger = logging.getLogger(__name__)
 # An answer set this small, where answers repeat, is a label task a compact model can learn.
 MAX_CLOSED_ANSWERS = 300
 MIN_EXAMPLES_PER_ANSWER = 2.0
-# Compact models trained per label task. With --fast none are: a compact model needs its
-# full epochs to learn 77 intents from scratch, so a short run would only waste time.
-DEFAULT_COMPACTS = 2
+# Compact models per label task, their epochs and torch threads. One compact model (plus its
+# ensemble with the floor) keeps a full demo within about 20 minutes on 2 CPU cores, and one
+# thread is faster than two when other processes share the cores. With --fast none is
+# trained: a short run stays at chance on 77 intents, so it would only waste time.
+DEFAULT_COMPACTS = 1
+COMPACT_EPOCHS = 12
+COMPACT_THREADS = 1
 # Validation coverage at which the classical floor leaves nothing for compact models to win.
 FULL_COVERAGE = 0.999
 # LoRA epochs with --fast, and the most validation records a LoRA candidate generates for.
@@ -112,13 +116,14 @@ def train_candidates(
     kinds = {record.output_kind for record in records}
     task = TaskSpec(id=f"{node}/0", node=node, output_kind=kinds.pop() if len(kinds) == 1 else "label")
     directory = models_dir / node
-    selection = train_label_task(records, task, directory, compacts=0, config=CompactConfig(seed=seed), progress=say)
+    config = CompactConfig(epochs=COMPACT_EPOCHS, threads=COMPACT_THREADS, seed=seed)
+    selection = train_label_task(records, task, directory, compacts=0, config=config, progress=say)
     floor = selection["validation"]["classical"]
     if not fast and floor["coverage"] < FULL_COVERAGE:
         # Compact models must beat the floor on coverage too, so they only get a chance when
         # the floor leaves calls to the teacher.
         selection = train_label_task(
-            records, task, directory, compacts=DEFAULT_COMPACTS, config=CompactConfig(seed=seed), progress=say,
+            records, task, directory, compacts=DEFAULT_COMPACTS, config=config, progress=say,
         )
     else:
         say(f"the classical floor keeps {floor['coverage']:.1%} of validation calls: no compact model trained")
