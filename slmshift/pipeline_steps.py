@@ -519,6 +519,8 @@ def step_serve(pipeline: Pipeline) -> dict[str, Any]:
     after = _serve_after(pipeline, builder.compile(), requests, entry)
     notes = [
         note,
+        "Agreement is end to end: each node's answer is compared with the teacher graph's answer "
+        "to the same request, so a router mistake also counts against the responder.",
         "Latency is per request, measured on this machine after one warm-up request. Costs are "
         f"estimates: teacher at ${settings.prices.teacher_input_usd_per_mtok:.2f} / "
         f"${settings.prices.teacher_output_usd_per_mtok:.2f} per million input / output tokens, "
