@@ -33,6 +33,8 @@ COMPACT_THREADS = 1
 FULL_COVERAGE = 0.999
 # LoRA epochs with --fast, and the most validation records a LoRA candidate generates for.
 FAST_LORA_EPOCHS = 0.5
+# Tokens per LoRA example: BFCL prompts with several function schemas exceed 1,024 tokens.
+LORA_MAX_LENGTH = 4096
 MAX_LORA_VALIDATION = 50
 
 
@@ -125,6 +127,8 @@ def train_candidates(
         selection = train_label_task(
             records, task, directory, compacts=DEFAULT_COMPACTS, config=config, progress=say,
         )
+    elif fast:
+        say("--fast: no compact model trained")
     else:
         say(f"the classical floor keeps {floor['coverage']:.1%} of validation calls: no compact model trained")
     candidates = [
@@ -192,7 +196,9 @@ def train_lora_candidate(
     result = train_lora(
         hub_model, split.train, split.validation, models_dir / node / "lora",
         task=f"{node}/0", output_kind=kinds.pop() if len(kinds) == 1 else None,
-        settings=LoraSettings(epochs=FAST_LORA_EPOCHS if fast else LoraSettings().epochs, seed=seed),
+        settings=LoraSettings(
+            epochs=FAST_LORA_EPOCHS if fast else LoraSettings().epochs, max_length=LORA_MAX_LENGTH, seed=seed,
+        ),
         progress=lambda entry: say(f"LoRA step {entry.get('step')}/{entry.get('max_steps')}"),
     )
     validation = split.validation[:MAX_LORA_VALIDATION]
