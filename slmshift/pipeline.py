@@ -26,6 +26,9 @@ logger = logging.getLogger(__name__)
 STEP_NAMES = ("capture", "analyze", "select", "train", "evaluate", "plan", "serve")
 DEMO_AGENT = "support-agent"
 
+# Bumped when the choice of captured and held-out requests changes, so old captures are not reused.
+WORKLOAD_VERSION = 2
+
 DEFAULT_REQUESTS = 6000
 DEFAULT_HOLDOUT_REQUESTS = 600
 FAST_REQUESTS = 1200
@@ -69,7 +72,7 @@ class DemoSettings:
 
     def capture_key(self) -> str:
         return fingerprint(
-            "capture", self.requests, self.holdout_requests, self.seed, self.agent,
+            "capture", WORKLOAD_VERSION, self.requests, self.holdout_requests, self.seed, self.agent,
             self.teacher_base_url, self.teacher_model,
         )
 

@@ -81,6 +81,10 @@ def _reasons(after: dict[str, Any], plan: dict[str, Any]) -> list[str]:
         if decision is not None:
             verdict = "moved to an SLM" if decision.get("promoted") else "stays on the teacher"
             lines.append(f"{node} {verdict}: {decision['reason']}.")
+        reasons = after["nodes"][node]["fallback_reasons"]
+        if reasons:
+            counts = ", ".join(f"{reason} {count}" for reason, count in sorted(reasons.items()))
+            lines.append(f"{node} fallbacks by reason: {counts}.")
     return lines
 
 
@@ -91,8 +95,7 @@ def _ordered(nodes: dict[str, Any]) -> list[str]:
 def _fallbacks(figures: dict[str, Any]) -> str:
     if not figures["fallbacks"]:
         return "0" if figures["slm_calls"] else "-"
-    reasons = ", ".join(f"{reason} {count}" for reason, count in sorted(figures["fallback_reasons"].items()))
-    return f"{figures['fallbacks']} ({reasons})"
+    return str(figures["fallbacks"])
 
 
 def _percent(value: float | None) -> str:

@@ -54,7 +54,7 @@ def build_workload(requests: int, holdout_requests: int, *, seed: int = 0) -> Wo
             f"Invalid request counts ({requests} captured, {holdout_requests} held out): "
             "both must be at least 1."
         )
-    bfcl = load_bfcl(BFCL_CATEGORIES, seed=seed)
+    bfcl = _unique_questions(load_bfcl(BFCL_CATEGORIES, seed=seed))
     holdout_bfcl_count = max(1, round(holdout_requests * FUNCTION_CALL_SHARE))
     capture_bfcl_count = max(1, round(requests * FUNCTION_CALL_SHARE))
     if capture_bfcl_count + holdout_bfcl_count > len(bfcl):
@@ -78,6 +78,24 @@ def build_workload(requests: int, holdout_requests: int, *, seed: int = 0) -> Wo
         holdout_banking=banking_test[:holdout_banking_count],
         holdout_bfcl=bfcl[:holdout_bfcl_count],
     )
+
+
+def _unique_questions(examples: list[FunctionCallExample]) -> list[FunctionCallExample]:
+    """Keep the first BFCL example of each question text.
+
+    BFCL repeats some questions across categories with other functions and answers; the replay
+    teacher looks answers up by the question's text, so it can hold only one of them.
+    """
+    from slmshift.demo.support_agent import function_call_input
+
+    seen: set[str] = set()
+    unique = []
+    for example in examples:
+        text = function_call_input(example)["request"].strip()
+        if text not in seen:
+            seen.add(text)
+            unique.append(example)
+    return unique
 
 
 def interleave(first: list[Any], second: list[Any]) -> list[Any]:
