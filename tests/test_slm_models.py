@@ -201,3 +201,27 @@ def test_endpoint_unknown_adapter_raises(endpoint):
 
     with pytest.raises(EndpointError, match="HTTP 404"):
         endpoint_chat_model(url, "missing-adapter").invoke([HumanMessage(REVIEW)])
+
+
+class ReviewState(TypedDict, total=False):
+    text: str
+    label: str
+
+
+def test_swapped_graph_streams_slm_tokens(hf_model):
+    llm = ScriptedChatModel(responses=["negative"])
+
+    def classify(state: ReviewState) -> ReviewState:
+        return {"label": llm.invoke([HumanMessage(state["text"])]).content}
+
+    graph = StateGraph(ReviewState)
+    graph.add_node("classify", classify)
+    graph.add_edge(START, "classify")
+    graph.add_edge("classify", END)
+    swapped = swap_node_models(graph.compile(), {"classify": hf_model})
+
+    chunks = [chunk for chunk, metadata in swapped.stream({"text": REVIEW}, stream_mode="messages")]
+
+    assert len(chunks) > 2
+    assert "".join(chunk.content for chunk in chunks) == REVIEW_LABEL
+    assert chunks[-1].usage_metadata["output_tokens"] >= 2

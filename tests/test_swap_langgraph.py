@@ -349,6 +349,19 @@ def test_model_overrides_redirect_node_built_model():
     assert app.invoke({"text": "hi"})["label"] == "fresh"
 
 
+def test_model_overrides_reach_subgraph_node_by_path():
+    def classify(state: State) -> State:
+        model = node_model(ScriptedChatModel(responses=["fresh"]))
+        return {"label": model.invoke(state["text"]).content}
+
+    outer = StateGraph(State)
+    outer.add_node("triage", one_node_graph(classify).compile())
+    outer.add_edge(START, "triage")
+    overridden = with_model_overrides(outer.compile(), {"triage/classify": slm_saying("slm")})
+
+    assert overridden.invoke({"text": "hi"})["label"] == "slm"
+
+
 def test_unknown_node_raises_with_node_list():
     app = one_node_graph(module_level_node).compile()
 
