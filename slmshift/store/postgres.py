@@ -31,7 +31,7 @@ from slmshift.store.encryption import (
     PayloadCipher,
     PayloadCodec,
     StoreKey,
-    keys_from_env,
+    resolve_keys,
     resolve_mode,
 )
 
@@ -103,7 +103,7 @@ class PostgresTraceStore(TraceStore):
     ) -> None:
         self.url = _normalise_url(url)
         self._location = redact_url(self.url)
-        self._keys = list(keys_from_env() if keys is None else keys)
+        self._keys = resolve_keys(keys)
         self._closed = False
         self._rejected = 0
         self._warn_rejected = RateLimitedLog(logger, logging.WARNING)
