@@ -14,7 +14,9 @@ never raised into the agent.
 
 from __future__ import annotations
 
+import atexit
 import logging
+import os
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -38,6 +40,8 @@ from slmshift.store.encryption import (
 logger = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_S = 5
+# How long an interpreter exit waits for queued records to be written.
+EXIT_FLUSH_TIMEOUT_S = 10.0
 # Any constant works; it only has to be the same in every slmshift process.
 MIGRATION_LOCK_ID = 0x736C6D73
 ROW_COLUMNS = (*COLUMNS, "key_id")
@@ -114,6 +118,8 @@ class PostgresTraceStore(TraceStore):
         self._writer: BatchWriter[tuple[Any, ...]] = BatchWriter(
             self._write_rows, name="slmshift-postgres-writer", **writer_options
         )
+        self._pid = os.getpid()
+        atexit.register(self._close_at_exit)
 
     def __repr__(self) -> str:
         return f"PostgresTraceStore({self._location!r})"
@@ -218,10 +224,16 @@ class PostgresTraceStore(TraceStore):
         if self._closed:
             return
         self._closed = True
+        atexit.unregister(self._close_at_exit)
         self._writer.close(timeout)
         for connection in (self._write_connection, self._read_connection):
             if connection is not None and not connection.closed:
                 connection.close()
+
+    def _close_at_exit(self) -> None:
+        # A forked child inherits the hook but neither the writer thread nor the connections.
+        if os.getpid() == self._pid:
+            self.close(EXIT_FLUSH_TIMEOUT_S)
 
     @property
     def stats(self) -> dict[str, int]:
