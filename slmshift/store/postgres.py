@@ -110,6 +110,7 @@ class PostgresTraceStore(TraceStore):
         self._keys = resolve_keys(keys)
         self._closed = False
         self._rejected = 0
+        self._rejected_lock = threading.Lock()
         self._warn_rejected = RateLimitedLog(logger, logging.WARNING)
         self._read_lock = threading.Lock()
         self._read_connection = self._connect()
@@ -194,7 +195,8 @@ class PostgresTraceStore(TraceStore):
         try:
             row = record_to_row(record)
         except Exception as exc:  # noqa: BLE001 - tracing must never raise into the agent
-            self._rejected += 1
+            with self._rejected_lock:
+                self._rejected += 1
             self._warn_rejected("Dropped a call record that cannot be stored (%s).", type(exc).__name__)
             return False
         return self._writer.submit(row)
