@@ -137,6 +137,12 @@ class PostgresTraceStore(TraceStore):
                 f"Failed to connect to the PostgreSQL trace store {self._location}: "
                 f"{' '.join(str(exc).split())} Check the host, port, database and user in the URL."
             ) from exc
+        except ValueError as exc:
+            # psycopg raises UnicodeDecodeError for a percent-escape that is not UTF-8.
+            raise StoreError(
+                f"Invalid PostgreSQL URL {self._location}: {exc}. Percent-escapes in the URL "
+                "must encode UTF-8 text, for example %C3%A9 for é."
+            ) from exc
 
     def _migrate_and_resolve_mode(self) -> PayloadCodec:
         import psycopg
