@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import logging
 import multiprocessing
+import shutil
 import statistics
 import sys
 import tempfile
@@ -286,6 +287,7 @@ def main() -> int:
                 rows.append(run_backend(label, url, keys, args))
         if server is not None:
             server.stop("fast")
+            shutil.rmtree(server.root, ignore_errors=True)
     print_table(rows)
     return 0 if all(row["lost"] == 0 for row in rows) else 1
 

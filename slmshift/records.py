@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import random
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -30,6 +31,17 @@ MAX_LABEL_WORDS = 4
 class RecordError(ValueError):
     """A record or one of its parts does not match the record schema."""
 
+
+
+def new_record_id() -> str:
+    """Return a random version-4 UUID string for a new record.
+
+    The bits come from `random`, not `uuid.uuid4`: record ids need uniqueness, not secrecy,
+    and `uuid4` reads os.urandom, which releases the GIL. On a busy interpreter the agent's
+    thread then waited milliseconds to get it back, on every model call. `random` is reseeded
+    in forked children, so processes do not repeat each other's ids.
+    """
+    return str(uuid.UUID(int=random.getrandbits(128), version=4))
 
 @dataclass(frozen=True)
 class ToolCall:
@@ -228,7 +240,7 @@ class CallRecord:
 
     messages: tuple[Message, ...]
     response: Message | None = None
-    id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    id: str = field(default_factory=lambda: new_record_id())
     trace_id: str | None = None
     parent_id: str | None = None
     agent: str | None = None

@@ -224,3 +224,16 @@ def test_postgres_import_writes_all_lines_or_nothing(postgres_url, file_lines):
             assert store.count() == before
         else:
             assert store.count() == before + added
+
+
+@pytest.mark.parametrize("keys", ["c2VjcmV0", [b"raw bytes"], ["c2VjcmV0"]])
+def test_keys_of_the_wrong_type_name_the_type_not_the_value(tmp_path, keys):
+    with pytest.raises(EncryptionError, match=r"Invalid keys of type .*StoreKey") as caught:
+        TraceStore(str(tmp_path / "traces.db"), keys=keys)
+    assert "c2VjcmV0" not in str(caught.value)
+
+
+@pytest.mark.postgres
+def test_postgres_url_with_a_non_utf8_escape_names_the_fix(postgres_server):
+    with pytest.raises(StoreError, match=r"Invalid PostgreSQL URL .*must encode UTF-8"):
+        TraceStore(f"postgresql://postgres@127.0.0.1:{postgres_server.port}/%80", keys=[])

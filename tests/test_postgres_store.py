@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import multiprocessing
+import subprocess
+import sys
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -99,3 +102,17 @@ def test_unreachable_server_error_names_the_url_without_password():
     with pytest.raises(StoreError, match=r"127\.0\.0\.1:1/x.*Check the host") as caught:
         TraceStore("postgresql://me:hunter2@127.0.0.1:1/x", keys=[])
     assert "hunter2" not in str(caught.value)
+
+
+def test_interpreter_exit_writes_queued_records(postgres_url):
+    script = (
+        "import sys\n"
+        "from slmshift.store import TraceStore\n"
+        "from tests.store_records import make_record\n"
+        "store = TraceStore(sys.argv[1], keys=[], flush_interval_ms=60000)\n"
+        "for index in range(50):\n"
+        "    store.add(make_record(index))\n"
+    )
+    subprocess.run([sys.executable, "-c", script, postgres_url], check=True, cwd=Path(__file__).parent.parent)
+    with TraceStore(postgres_url, keys=[]) as store:
+        assert store.count() == 50

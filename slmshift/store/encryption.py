@@ -123,6 +123,23 @@ def keys_from_env(environ: Mapping[str, str] | None = None) -> list[StoreKey]:
     return keys
 
 
+def resolve_keys(keys: Sequence[StoreKey] | None) -> list[StoreKey]:
+    """Return `keys` as a list, or the keys from the environment when `keys` is None.
+
+    Raises:
+        EncryptionError: `keys` is not a sequence of `StoreKey`; the message names the type
+            only, since the value may be the secret itself.
+    """
+    if keys is None:
+        return keys_from_env()
+    if isinstance(keys, (str, bytes)) or not all(isinstance(key, StoreKey) for key in keys):
+        raise EncryptionError(
+            f"Invalid keys of type {type(keys).__name__}: pass a list of StoreKey, such as "
+            f"[StoreKey.from_base64(text)], [] for no encryption, or None to read {KEY_ENV}."
+        )
+    return list(keys)
+
+
 class PayloadCipher:
     """Encrypts payloads with the first key and decrypts with any key it holds, by key id.
 

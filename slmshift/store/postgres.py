@@ -14,7 +14,9 @@ never raised into the agent.
 
 from __future__ import annotations
 
+import atexit
 import logging
+import os
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -31,13 +33,15 @@ from slmshift.store.encryption import (
     PayloadCipher,
     PayloadCodec,
     StoreKey,
-    keys_from_env,
+    resolve_keys,
     resolve_mode,
 )
 
 logger = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_S = 5
+# How long an interpreter exit waits for queued records to be written.
+EXIT_FLUSH_TIMEOUT_S = 10.0
 # Any constant works; it only has to be the same in every slmshift process.
 MIGRATION_LOCK_ID = 0x736C6D73
 ROW_COLUMNS = (*COLUMNS, "key_id")
@@ -103,9 +107,10 @@ class PostgresTraceStore(TraceStore):
     ) -> None:
         self.url = _normalise_url(url)
         self._location = redact_url(self.url)
-        self._keys = list(keys_from_env() if keys is None else keys)
+        self._keys = resolve_keys(keys)
         self._closed = False
         self._rejected = 0
+        self._rejected_lock = threading.Lock()
         self._warn_rejected = RateLimitedLog(logger, logging.WARNING)
         self._read_lock = threading.Lock()
         self._read_connection = self._connect()
@@ -114,6 +119,8 @@ class PostgresTraceStore(TraceStore):
         self._writer: BatchWriter[tuple[Any, ...]] = BatchWriter(
             self._write_rows, name="slmshift-postgres-writer", **writer_options
         )
+        self._pid = os.getpid()
+        atexit.register(self._close_at_exit)
 
     def __repr__(self) -> str:
         return f"PostgresTraceStore({self._location!r})"
@@ -129,6 +136,12 @@ class PostgresTraceStore(TraceStore):
             raise StoreError(
                 f"Failed to connect to the PostgreSQL trace store {self._location}: "
                 f"{' '.join(str(exc).split())} Check the host, port, database and user in the URL."
+            ) from exc
+        except ValueError as exc:
+            # psycopg raises UnicodeDecodeError for a percent-escape that is not UTF-8.
+            raise StoreError(
+                f"Invalid PostgreSQL URL {self._location}: {exc}. Percent-escapes in the URL "
+                "must encode UTF-8 text, for example %C3%A9 for é."
             ) from exc
 
     def _migrate_and_resolve_mode(self) -> PayloadCodec:
@@ -188,7 +201,8 @@ class PostgresTraceStore(TraceStore):
         try:
             row = record_to_row(record)
         except Exception as exc:  # noqa: BLE001 - tracing must never raise into the agent
-            self._rejected += 1
+            with self._rejected_lock:
+                self._rejected += 1
             self._warn_rejected("Dropped a call record that cannot be stored (%s).", type(exc).__name__)
             return False
         return self._writer.submit(row)
@@ -218,10 +232,16 @@ class PostgresTraceStore(TraceStore):
         if self._closed:
             return
         self._closed = True
+        atexit.unregister(self._close_at_exit)
         self._writer.close(timeout)
         for connection in (self._write_connection, self._read_connection):
             if connection is not None and not connection.closed:
                 connection.close()
+
+    def _close_at_exit(self) -> None:
+        # A forked child inherits the hook but neither the writer thread nor the connections.
+        if os.getpid() == self._pid:
+            self.close(EXIT_FLUSH_TIMEOUT_S)
 
     @property
     def stats(self) -> dict[str, int]:

@@ -30,7 +30,7 @@ from slmshift.store.encryption import (
     PayloadCipher,
     PayloadCodec,
     StoreKey,
-    keys_from_env,
+    resolve_keys,
     resolve_mode,
 )
 
@@ -81,7 +81,7 @@ class SQLiteTraceStore(TraceStore):
         # Absolute, so that connections opened after a change of working folder open this file.
         self.path = resolve_path(url).absolute()
         self._pid = os.getpid()
-        self._keys = list(keys_from_env() if keys is None else keys)
+        self._keys = resolve_keys(keys)
         self._codec = PayloadCodec(None)
         self._busy_timeout_s = busy_timeout_ms / 1000
         self._closing = False
