@@ -84,3 +84,11 @@ def test_gate_requires_beating_the_floor_on_both_figures():
     floor["quality"]["coverage"] = 0.7
     assert promotion_gate(mine, floor=floor)["promote"]
     assert not promotion_gate({"model": "x", "quality": {"agreement": 0.9}}, min_ratio=0.95)["promote"]
+
+
+def test_gate_counts_agreement_above_the_threshold_when_one_was_chosen():
+    quality = {"agreement": 0.91, "agreement_at_threshold": 0.97, "coverage": 0.84}
+    verdict = promotion_gate({"model": "classical", "quality": quality}, min_ratio=0.95)
+    assert verdict["promote"]
+    assert verdict["reasons"][0] == "agreement above the threshold 97.0% >= 95.0% of the teacher's"
+    assert "answers 84.0% of requests" in verdict["reasons"][1]
