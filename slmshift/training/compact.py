@@ -222,8 +222,12 @@ def train_compact(
 
 
 def save_compact(directory: Path, model: Any, tokenizer: Any, manifest: SLMManifest) -> None:
-    """Write the model (safetensors), the tokenizer and the manifest into `directory`."""
+    """Write the model (safetensors), the tokenizer and the manifest into `directory`.
+
+    The folder is made private (0700) because the vocabulary holds words from the traces.
+    """
     directory.mkdir(parents=True, exist_ok=True)
+    directory.chmod(0o700)
     model.save_pretrained(directory / "model")
     tokenizer.save_pretrained(directory / "tokenizer")
     manifest.save(directory)
