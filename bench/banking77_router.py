@@ -28,7 +28,7 @@ def run() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", default=".slmshift-bench/banking77")
     parser.add_argument("--compacts", type=int, default=2)
-    parser.add_argument("--epochs", type=int, default=14)
+    parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     out = Path(args.out)

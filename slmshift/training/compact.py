@@ -55,7 +55,7 @@ class CompactConfig:
     max_vocab_size: int = 4000
     epochs: int = 24
     batch_size: int = 64
-    learning_rate: float = 3e-3
+    learning_rate: float = 1.5e-3
     weight_decay: float = 0.01
     warmup_fraction: float = 0.05
     token_dropout: float = 0.1
