@@ -85,22 +85,29 @@ def promotion_gate(
     floor: dict[str, Any] | None = None,
     min_ratio: float = DEFAULT_MIN_RATIO,
 ) -> dict[str, Any]:
-    """Whether the SLM may replace the teacher: its agreement reaches `min_ratio` of the
-    teacher's (the teacher agrees with itself, so `min_ratio` outright), and for label tasks it
-    beats the classical `floor` on both agreement and coverage at the target agreement.
+    """Decide whether the SLM may replace the teacher, and say why.
+
+    The SLM's agreement must reach `min_ratio` of the teacher's (the teacher agrees with itself,
+    so `min_ratio` outright). When a confidence threshold was chosen, the agreement that counts
+    is the one on the answers above it, because the fallback sends the rest to the teacher. For
+    label tasks the SLM must also beat the classical `floor` on agreement and on coverage.
     """
     quality = result["quality"]
-    score = quality.get("agreement", quality.get("score"))
-    reasons = []
+    thresholded = quality.get("agreement_at_threshold") is not None
+    score = quality["agreement_at_threshold"] if thresholded else quality.get("agreement", quality.get("score"))
+    measured = "agreement above the threshold" if thresholded else "agreement"
     passed = score is not None and score >= min_ratio
-    reasons.append(f"agreement {_percent(score)} {'>=' if passed else '<'} {_percent(min_ratio)} of the teacher's")
-    if floor is not None and floor.get("model") != result.get("model"):
+    reasons = [f"{measured} {_percent(score)} {'>=' if passed else '<'} {_percent(min_ratio)} of the teacher's"]
+    if thresholded:
+        reasons.append(f"answers {_percent(quality.get('coverage'))} of requests, the rest fall back")
+    if floor is not None and floor.get("path", floor.get("model")) != result.get("path", result.get("model")):
         floor_quality = floor["quality"]
         for key in ("agreement", "coverage"):
             mine, theirs = quality.get(key), floor_quality.get(key)
             beats = mine is not None and theirs is not None and mine > theirs
             passed = passed and beats
-            reasons.append(f"{key} {_percent(mine)} {'beats' if beats else 'does not beat'} the classical floor's {_percent(theirs)}")
+            verdict = "beats" if beats else "does not beat"
+            reasons.append(f"{key} {_percent(mine)} {verdict} the classical floor's {_percent(theirs)}")
     return {"promote": passed, "reasons": reasons}
 
 

@@ -66,5 +66,5 @@ def load(directory: Path, manifest: SLMManifest, **options: object) -> Classical
     model_file = directory / str(manifest.extra.get("model_file", "classifier.joblib"))
     if not model_file.is_file():
         raise ManifestError(f"No classifier file {model_file}: retrain with `slmshift train`.")
-    name = str(options.get("name") or f"classical:{manifest.task or directory.name}")
+    name = str(options.get("name") or f"classical:{directory.name}")
     return ClassicalGenerator(manifest, joblib.load(model_file), name=name)

@@ -104,5 +104,5 @@ def load(directory: Path, manifest: SLMManifest, **options: object) -> CompactGe
         torch.set_num_threads(threads)
     model = LlamaForCausalLM.from_pretrained(directory / "model")
     tokenizer = PreTrainedTokenizerFast.from_pretrained(directory / "tokenizer")
-    name = str(options.get("name") or f"compact:{manifest.task or directory.name}")
+    name = str(options.get("name") or f"compact:{directory.name}")
     return CompactGenerator(manifest, model, tokenizer, name=name)

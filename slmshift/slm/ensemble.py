@@ -110,5 +110,5 @@ def load(directory: Path, manifest: SLMManifest, **options: object) -> EnsembleG
     members_dirs = manifest.extra.get("members") or []
     members = [load_slm(directory / member) for member in members_dirs]
     weights = manifest.hyperparameters.get("weights") or [1.0] * len(members)
-    name = str(options.get("name") or f"ensemble:{manifest.task or directory.name}")
+    name = str(options.get("name") or f"ensemble:{directory.name}")
     return EnsembleGenerator(manifest, members, weights, name=name)

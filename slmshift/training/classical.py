@@ -85,6 +85,7 @@ def train_classical(
 
     directory = Path(output_dir)
     directory.mkdir(parents=True, exist_ok=True)
+    directory.chmod(0o700)  # the TF-IDF vocabulary holds words from the traces
     joblib.dump(pipeline, directory / MODEL_FILE)
     SLMManifest(
         kind="classical",

@@ -55,7 +55,7 @@ class CompactConfig:
     max_vocab_size: int = 4000
     epochs: int = 24
     batch_size: int = 64
-    learning_rate: float = 3e-3
+    learning_rate: float = 1.5e-3
     weight_decay: float = 0.01
     warmup_fraction: float = 0.05
     token_dropout: float = 0.1
@@ -222,8 +222,12 @@ def train_compact(
 
 
 def save_compact(directory: Path, model: Any, tokenizer: Any, manifest: SLMManifest) -> None:
-    """Write the model (safetensors), the tokenizer and the manifest into `directory`."""
+    """Write the model (safetensors), the tokenizer and the manifest into `directory`.
+
+    The folder is made private (0700) because the vocabulary holds words from the traces.
+    """
     directory.mkdir(parents=True, exist_ok=True)
+    directory.chmod(0o700)
     model.save_pretrained(directory / "model")
     tokenizer.save_pretrained(directory / "tokenizer")
     manifest.save(directory)
