@@ -234,6 +234,7 @@ def cluster_vectors(vectors: np.ndarray, config: ClusterConfig | None = None) ->
         min_cluster_size=min_cluster_size,
         min_samples=max(2, min_cluster_size // 2),
         cluster_selection_method="eom",
+        allow_single_cluster=True,
         # Excess of mass sometimes selects one cluster holding most points; capping the
         # size makes it pick the clusters inside it.
         max_cluster_size=max(10 * min_cluster_size, len(fit_rows) // 8),
