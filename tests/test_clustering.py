@@ -146,3 +146,20 @@ def test_price_table_file_sets_model_price(tmp_path):
     table = PriceTable.from_file(path)
     assert table.price("replay-router").cost(1_000_000, 1_000_000) == pytest.approx(3.0)
     assert table.slm.cost(10, 10) == 0
+
+
+def test_sampled_clustering_assigns_the_rest(bfcl_families):
+    texts, truth = bfcl_families
+    records = [
+        CallRecord(
+            messages=(Message("user", text),),
+            response=Message("assistant", "", tool_calls=(ToolCall(family + ".call", {}),)),
+            node="tools",
+        )
+        for text, family in zip(texts, truth)
+    ]
+    analysis = cluster_records(records, embedder=TfidfEmbedder(), config=ClusterConfig(max_fit_points=120))
+    task_of = {record_id: task.id for task in analysis.tasks for record_id in task.record_ids}
+    assert len(task_of) == len(records)
+    found = [task_of[record.id] for record in records]
+    assert adjusted_rand_score(truth, found) >= TFIDF_ARI_FLOOR - 0.15
