@@ -33,6 +33,7 @@ from pathlib import Path
 REPOSITORY = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPOSITORY))
 
+MAX_FIT_POINTS = 5000
 GREETINGS = ["", "", "Hi, ", "Hello! ", "Hey there, ", "Good morning. ", "Quick question: ", "Please help: "]
 CLOSINGS = ["", "", " Thanks.", " Thank you!", " Please help.", " ASAP", " 🙏", " Cheers"]
 
@@ -111,15 +112,15 @@ def synthesise(count: int, seed: int):
     return records, truths
 
 
-def run_slmshift(records, truths):
-    from slmshift.clustering import cluster_records
+def run_slmshift(records, truths, max_fit_points=5000):
+    from slmshift.clustering import ClusterConfig, cluster_records
     from slmshift.clustering.embeddings import SentenceEmbedder
     from slmshift.curation import curate
 
     started = time.perf_counter()
     kept, report = curate(records)
     curated_at = time.perf_counter()
-    analysis = cluster_records(kept, embedder=SentenceEmbedder())
+    analysis = cluster_records(kept, embedder=SentenceEmbedder(), config=ClusterConfig(max_fit_points=max_fit_points))
     finished = time.perf_counter()
 
     task_of = {record_id: task.id for task in analysis.tasks for record_id in task.record_ids}
@@ -171,7 +172,7 @@ def ari(pairs):
     }
 
 
-def worker(method: str, count: int, seed: int, sample_seed: int | None, sample: int | None) -> None:
+def worker(method: str, count: int, seed: int, sample_seed: int | None, sample: int | None, max_fit_points: int) -> None:
     os.sched_setaffinity(0, set(sorted(os.sched_getaffinity(0))[:2]))
     import torch
 
@@ -181,14 +182,15 @@ def worker(method: str, count: int, seed: int, sample_seed: int | None, sample: 
         rows = random.Random(sample_seed).sample(range(len(records)), sample)
         records = [records[row] for row in rows]
         truths = [truths[row] for row in rows]
-    result = run_slmshift(records, truths) if method == "slmshift" else run_bertopic(records, truths)
+    result = run_slmshift(records, truths, max_fit_points) if method == "slmshift" else run_bertopic(records, truths)
     result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     result["records"] = len(records)
     print("RESULT " + json.dumps(result))
 
 
 def launch(method: str, count: int, seed: int, sample: int | None) -> dict:
-    command = [sys.executable, __file__, "--worker", method, "--records", str(count), "--seed", str(seed)]
+    command = [sys.executable, __file__, "--worker", method, "--records", str(count), "--seed", str(seed),
+               "--max-fit-points", str(MAX_FIT_POINTS)]
     if sample:
         command += ["--sample", str(sample)]
     output = subprocess.run(command, capture_output=True, text=True, check=False)
@@ -205,9 +207,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--worker", choices=["slmshift", "bertopic"])
     parser.add_argument("--sample", type=int)
+    parser.add_argument("--max-fit-points", type=int, default=5000, help="slmshift's ClusterConfig.max_fit_points")
     args = parser.parse_args()
+    global MAX_FIT_POINTS
+    MAX_FIT_POINTS = args.max_fit_points
     if args.worker:
-        worker(args.worker, args.records, args.seed, args.seed + 1, args.sample)
+        worker(args.worker, args.records, args.seed, args.seed + 1, args.sample, args.max_fit_points)
         return
 
     sample = args.bertopic_sample or None
