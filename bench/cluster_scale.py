@@ -33,7 +33,7 @@ from pathlib import Path
 REPOSITORY = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPOSITORY))
 
-MAX_FIT_POINTS = 5000
+MAX_FIT_POINTS = 2000
 GREETINGS = ["", "", "Hi, ", "Hello! ", "Hey there, ", "Good morning. ", "Quick question: ", "Please help: "]
 CLOSINGS = ["", "", " Thanks.", " Thank you!", " Please help.", " ASAP", " 🙏", " Cheers"]
 
@@ -112,7 +112,7 @@ def synthesise(count: int, seed: int):
     return records, truths
 
 
-def run_slmshift(records, truths, max_fit_points=5000):
+def run_slmshift(records, truths, max_fit_points=2000):
     from slmshift.clustering import ClusterConfig, cluster_records
     from slmshift.clustering.embeddings import SentenceEmbedder
     from slmshift.curation import curate
@@ -207,7 +207,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--worker", choices=["slmshift", "bertopic"])
     parser.add_argument("--sample", type=int)
-    parser.add_argument("--max-fit-points", type=int, default=5000, help="slmshift's ClusterConfig.max_fit_points")
+    parser.add_argument("--max-fit-points", type=int, default=2000, help="slmshift's ClusterConfig.max_fit_points")
     args = parser.parse_args()
     global MAX_FIT_POINTS
     MAX_FIT_POINTS = args.max_fit_points

@@ -52,7 +52,7 @@ class ClusterConfig:
     """
 
     min_cluster_size: int | None = None
-    max_fit_points: int = 5000
+    max_fit_points: int = 2000
     dimensions: int = 10
     max_labels: int = 500
     seed: int = 0
