@@ -44,15 +44,15 @@ class ClusterConfig:
     Attributes:
         min_cluster_size: Smallest group of calls HDBSCAN calls a task; `None` picks 1% of the
             points fitted, at least 4.
-        max_fit_points: HDBSCAN is fitted on at most this many points of a group; the others
-            join the task of their nearest fitted point.
+        max_fit_points: At most this many calls of a group are embedded and clustered; the
+            others join the nearest task centroid in TF-IDF space.
         dimensions: PCA dimensions the embeddings are reduced to before HDBSCAN.
         max_labels: A label set larger than this is clustered like free text.
         seed: Seed for sampling, PCA and SVD.
     """
 
     min_cluster_size: int | None = None
-    max_fit_points: int = 5000
+    max_fit_points: int = 2000
     dimensions: int = 10
     max_labels: int = 500
     seed: int = 0
@@ -202,8 +202,7 @@ def _density_groups(
 ) -> list[_Group]:
     if len(indexes) < 10:
         return [_Group(node, kind, indexes)]
-    vectors = cache.embed([texts[index] for index in indexes])
-    labels = cluster_vectors(vectors, config)
+    labels = _cluster_texts([texts[index] for index in indexes], cache, config)
 
     members: dict[int, list[int]] = defaultdict(list)
     for index, label in zip(indexes, labels):
@@ -213,6 +212,46 @@ def _density_groups(
     if NOISE in members:
         groups.append(_Group(node, kind, members[NOISE], is_noise=True))
     return groups
+
+
+def _cluster_texts(texts: list[str], cache: _EmbeddingCache, config: ClusterConfig) -> np.ndarray:
+    """Cluster `texts`; above `max_fit_points`, a sample is embedded and clustered, and the
+    rest join the nearest task centroid in TF-IDF space, so embedding cost stays bounded."""
+    if len(texts) <= config.max_fit_points:
+        return cluster_vectors(cache.embed(texts), config)
+
+    generator = np.random.default_rng(config.seed)
+    sample = np.sort(generator.choice(len(texts), config.max_fit_points, replace=False))
+    sample_texts = [texts[row] for row in sample]
+    sample_labels = cluster_vectors(cache.embed(sample_texts), config)
+
+    labels = assign_to_centroids(sample_texts, sample_labels, texts)
+    labels[sample] = sample_labels
+    return labels
+
+
+def assign_to_centroids(
+    fitted_texts: Sequence[str], fitted_labels: np.ndarray, texts: Sequence[str], *, min_similarity: float = 0.2
+) -> np.ndarray:
+    """Label `texts` by the most similar cluster centroid of the fitted texts, in TF-IDF space.
+
+    A text less similar than `min_similarity` (cosine) to every centroid is noise.
+    """
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.preprocessing import normalize
+
+    clusters = sorted(set(int(label) for label in fitted_labels) - {NOISE})
+    if not clusters:
+        return np.full(len(texts), NOISE)
+    vectorizer = TfidfVectorizer(sublinear_tf=True, ngram_range=(1, 2), min_df=2)
+    fitted = vectorizer.fit_transform(fitted_texts)
+    centroids = normalize(np.vstack([np.asarray(fitted[fitted_labels == label].mean(axis=0)) for label in clusters]))
+    similarity = vectorizer.transform(texts) @ centroids.T
+    best = np.asarray(similarity.argmax(axis=1)).ravel()
+    scores = np.asarray(similarity.max(axis=1)).ravel()
+    labels = np.array(clusters)[best]
+    labels[scores < min_similarity] = NOISE
+    return labels
 
 
 def cluster_vectors(vectors: np.ndarray, config: ClusterConfig | None = None) -> np.ndarray:
@@ -234,6 +273,7 @@ def cluster_vectors(vectors: np.ndarray, config: ClusterConfig | None = None) ->
         min_cluster_size=min_cluster_size,
         min_samples=max(2, min_cluster_size // 2),
         cluster_selection_method="eom",
+        allow_single_cluster=True,
         # Excess of mass sometimes selects one cluster holding most points; capping the
         # size makes it pick the clusters inside it.
         max_cluster_size=max(10 * min_cluster_size, len(fit_rows) // 8),

@@ -54,7 +54,7 @@ _PHONE_CANDIDATE = re.compile(r"(?:\d[\s().\-/]{0,3}){6}\d")
 # patterns. One character is replaced by one space, so offsets stay valid on the original.
 _NON_ASCII = re.compile(r"[^\x00-\x7f]")
 
-# (entity, pattern name, regex, score); matched case-sensitively unless the regex says (?i).
+# (entity, pattern name, regex, score); matched case-sensitively unless the regex starts with (?i).
 SECRET_PATTERNS: tuple[tuple[str, str, str, float], ...] = (
     ("EMAIL", "email", r"(?<![\w.+%:/-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}(?![A-Za-z0-9-])", 1.0),
     ("URL", "url with scheme", r"(?i)\b(?:https?|ftp|wss?)://[^\s<>\"']+[^\s<>\"'.,;:!?)\]]", 0.6),

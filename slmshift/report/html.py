@@ -26,7 +26,7 @@ SAVINGS_PLOT_TASKS = 15
 
 @dataclass(frozen=True)
 class Projection:
-    """How observed traffic is scaled to a month: the traces cover `traffic_days` days."""
+    """Scaling of observed traffic to a month: the traces cover `traffic_days` days."""
 
     traffic_days: float
     measured: bool
