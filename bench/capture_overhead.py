@@ -20,7 +20,10 @@ The OTel configurations use the SDK's default `BatchSpanProcessor` and an
 Two measurements:
 1. overhead: median microseconds per model call over several batches, per configuration,
    with configurations interleaved over `--rounds` rounds;
-2. sustained load: `--threads` threads invoke the graph for `--sustained-calls` model calls
+2. function calls: Python function calls per model call on the agent's thread, counted with
+   cProfile. The count does not depend on machine load, so it backs the CPU-time ratios on a
+   shared machine, but it leaves out background threads and calls into C;
+3. sustained load: `--threads` threads invoke the graph for `--sustained-calls` model calls
    as fast as they can; afterwards the store or exporter is flushed and the captured model
    calls are counted (records in the store; LLM spans for the span-based peers).
 
@@ -284,6 +287,26 @@ def run_sustained(setup: Setup, calls: int, threads: int) -> dict[str, Any]:
     return {"calls": made, "calls_per_s": made / elapsed, **counts}
 
 
+def run_call_count(setup: Setup, invocations: int) -> dict[str, Any]:
+    import cProfile
+    import pstats
+
+    from langchain_core.messages import HumanMessage
+
+    graph = build_graph()
+    config = {"callbacks": setup.callbacks}
+    inputs = {"messages": [HumanMessage(USER_MESSAGE)]}
+    for _ in range(20):
+        graph.invoke(inputs, config)
+    profile = cProfile.Profile()
+    profile.enable()
+    for _ in range(invocations):
+        graph.invoke(inputs, config)
+    profile.disable()
+    total_calls = pstats.Stats(profile).total_calls
+    return {"function_calls_per_call": total_calls / (invocations * CALLS_PER_INVOCATION)}
+
+
 def child_main(args: argparse.Namespace) -> None:
     try:
         setup = SETUPS[args.child]()
@@ -292,6 +315,8 @@ def child_main(args: argparse.Namespace) -> None:
         return
     if args.mode == "overhead":
         result = run_overhead(setup, args.invocations, args.batches)
+    elif args.mode == "calls":
+        result = run_call_count(setup, 100)
     else:
         result = run_sustained(setup, args.sustained_calls, args.threads)
     print(json.dumps(result))
@@ -402,6 +427,27 @@ def sustained_table(args: argparse.Namespace) -> str:
     return "\n".join(lines)
 
 
+def call_count_table(args: argparse.Namespace) -> str:
+    counts: dict[str, float | str] = {}
+    for config in args.configs:
+        result = run_child(config, "calls", args)
+        counts[config] = result.get("unavailable") or result["function_calls_per_call"]
+    baseline = counts["none"]
+    ours = counts.get("slmshift-memory")
+    lines = [
+        "| configuration | Python calls per model call | added calls | × ours |",
+        "|---|---:|---:|---:|",
+    ]
+    for name, value in counts.items():
+        if isinstance(value, str):
+            lines.append(f"| {name} | n/a: {value} | | |")
+            continue
+        added = value - baseline  # type: ignore[operator]
+        ours_added = ours - baseline if isinstance(ours, float) else float("nan")  # type: ignore[operator]
+        lines.append(f"| {name} | {value:.0f} | {added:.0f} | {_ratio(name, added, ours_added)} |")
+    return "\n".join(lines)
+
+
 def machine_line() -> str:
     cores = os.cpu_count()
     memory_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
@@ -413,7 +459,10 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--child", choices=sorted(SETUPS), help=argparse.SUPPRESS)
     parser.add_argument(
-        "--mode", choices=("overhead", "sustained"), default="overhead", help=argparse.SUPPRESS
+        "--mode",
+        choices=("overhead", "sustained", "calls"),
+        default="overhead",
+        help=argparse.SUPPRESS,
     )
     parser.add_argument(
         "--configs",
@@ -433,6 +482,13 @@ def parse_args() -> argparse.Namespace:
         "--sustained-calls", type=int, default=30_000, help="model calls in the sustained-load run"
     )
     parser.add_argument("--threads", type=int, default=4, help="threads in the sustained-load run")
+    parser.add_argument(
+        "--measurements",
+        nargs="+",
+        choices=("overhead", "calls", "sustained"),
+        default=["overhead", "calls", "sustained"],
+        help="measurements to run",
+    )
     parser.add_argument("--quick", action="store_true", help="small numbers, for a smoke run")
     args = parser.parse_args()
     if args.quick:
@@ -449,13 +505,18 @@ def main() -> None:
         args.configs = ["none", *args.configs]
     print(f"machine: {machine_line()}")
     print(f"command: python bench/capture_overhead.py {' '.join(sys.argv[1:])}".rstrip())
-    print("\nPer-model-call overhead (3-node graph, one fake model call per node):\n")
-    print(overhead_table(measure_overhead(args)))
-    print(
-        f"\nSustained load ({args.sustained_calls} model calls, {args.threads} threads, "
-        "as fast as possible):\n"
-    )
-    print(sustained_table(args))
+    if "overhead" in args.measurements:
+        print("\nPer-model-call CPU time (3-node graph, one fake model call per node):\n")
+        print(overhead_table(measure_overhead(args)))
+    if "calls" in args.measurements:
+        print("\nPython function calls per model call on the agent's thread (cProfile):\n")
+        print(call_count_table(args))
+    if "sustained" in args.measurements:
+        print(
+            f"\nSustained load ({args.sustained_calls} model calls, {args.threads} threads, "
+            "as fast as possible):\n"
+        )
+        print(sustained_table(args))
 
 
 if __name__ == "__main__":
