@@ -15,6 +15,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from slmshift.records import CallRecord, Message, RecordError, ToolCall, Usage
 from slmshift.store import StoreError, TraceStore
@@ -326,6 +328,37 @@ def test_add_never_raises_on_unstorable_record(store: TraceStore) -> None:
     assert store.stats["dropped"] == 2
 
 
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"messages": (Message("user", "half an emoji \ud83d"),)},
+        {"node": "route\udc80"},
+        {"usage": Usage(input_tokens=2**64)},
+    ],
+)
+def test_unstorable_value_is_rejected_alone(store: TraceStore, changes: dict[str, object]) -> None:
+    assert store.add(make_record(1, **changes)) is False
+    assert store.add(make_record(2)) is True
+    assert store.flush(timeout=5)
+
+    assert [r.id for r in store.records()] == ["r-000002"]
+    assert store.stats["failed"] == 0
+    assert store.stats["dropped"] == 1
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    text=st.text(st.characters(blacklist_categories=("Cs",))),
+    name=st.one_of(st.none(), st.text(st.characters(blacklist_categories=("Cs",)), max_size=20)),
+)
+def test_any_text_round_trips(store: TraceStore, text: str, name: str | None) -> None:
+    record = make_record(0, id=f"h-{store.count()}", node=name, messages=(Message("user", text),))
+
+    assert store.add_many([record]) == 1
+
+    assert store.get(record.id) == record
+
+
 def test_flush_waits_for_commit(store_path: Path) -> None:
     with TraceStore(store_path, flush_interval_ms=10_000) as store:
         for number in range(50):
@@ -438,7 +471,8 @@ def _write_from_process(path: str, worker: int, count: int) -> None:
 
 
 def test_four_processes_lose_nothing(store_path: Path) -> None:
-    TraceStore(store_path).close()
+    # The processes create the file together, so the schema set-up races too.
+    store_path.parent.mkdir()
     context = multiprocessing.get_context("spawn")
     per_process = 1000
     processes = [

@@ -123,7 +123,7 @@ def run_export(args: argparse.Namespace) -> int:
             count = store.export_jsonl(args.file, **filters)
         except OSError as exc:
             raise CommandError(f"Failed to write {args.file}: {exc.strerror or exc}.") from exc
-    print(f"Exported {count} calls from {args.store} to {args.file} (JSON Lines, mode 0600).")
+    print(f"Exported {count} calls from {args.store} to {args.file} (JSON Lines).")
     return 0
 
 

@@ -51,6 +51,9 @@ PAYLOAD_FIELDS: tuple[str, ...] = (
 )
 
 
+SQLITE_MIN_INTEGER = -(2**63)
+SQLITE_MAX_INTEGER = 2**63 - 1
+
 # One encoder for every row: `json.dumps` with options builds a new encoder on each call.
 # Without the circular check, a self-referencing metadata dict raises RecursionError instead.
 _PAYLOAD_ENCODER = json.JSONEncoder(
@@ -67,7 +70,9 @@ def record_to_row(record: CallRecord) -> tuple[Any, ...]:
     """Return the column values of `record`, in `COLUMNS` order.
 
     Raises:
-        TypeError, ValueError, RecursionError: a value in the record cannot be written as JSON.
+        TypeError, ValueError, RecursionError: a value in the record cannot be written as JSON,
+            its text is not valid Unicode (a lone surrogate), or a count exceeds 64 bits; SQLite
+            would reject the last two.
     """
     payload = {
         "messages": [message.to_dict() for message in record.messages],
@@ -78,7 +83,7 @@ def record_to_row(record: CallRecord) -> tuple[Any, ...]:
         "response_format": record.response_format,
         "metadata": record.metadata,
     }
-    return (
+    row = (
         record.id,
         record.trace_id,
         record.parent_id,
@@ -97,6 +102,13 @@ def record_to_row(record: CallRecord) -> tuple[Any, ...]:
         record.schema_version,
         _PAYLOAD_ENCODER.encode(payload),
     )
+    # Checked here, so a bad record is rejected alone instead of failing every retry of its batch.
+    for value in row:
+        if isinstance(value, str):
+            value.encode("utf-8")
+        elif isinstance(value, int) and not SQLITE_MIN_INTEGER <= value <= SQLITE_MAX_INTEGER:
+            raise ValueError(f"Integer {value} does not fit a 64-bit SQLite column.")
+    return row
 
 
 def row_to_record(row: Sequence[Any] | Mapping[str, Any]) -> CallRecord:
