@@ -24,10 +24,11 @@ Two measurements:
    cProfile. The count does not depend on machine load, so it backs the CPU-time ratios on a
    shared machine, but it leaves out background threads and calls into C;
 3. sustained load: `--threads` threads invoke the graph for `--sustained-calls` model calls
-   as fast as they can; afterwards the store or exporter is flushed and the captured model
-   calls are counted (records in the store; LLM spans for the span-based peers).
+   as fast as they can. Then the store or exporter is flushed and the captured model calls
+   are counted: records in the store, LLM spans for the span-based peers.
 
-Run: `python bench/capture_overhead.py` (about 3 minutes on 2 cores); `--quick` for a smoke run.
+Run: `python bench/capture_overhead.py` (about 25 minutes on a 2-core machine shared with
+other jobs); `--quick` for a smoke run, `--measurements calls` for the call count alone.
 """
 
 from __future__ import annotations
@@ -374,8 +375,11 @@ def measure_overhead(args: argparse.Namespace) -> dict[str, list[float] | str]:
 
 
 def overhead_table(samples: dict[str, list[float] | str]) -> str:
-    """Format medians and minimums; on a shared machine noise only adds CPU time, so the
-    minimum of the batches is the steadier estimate of the intrinsic cost."""
+    """Format medians and minimums of CPU time per model call.
+
+    On a shared machine, noise only adds CPU time, so the minimum of the batches is the
+    steadier estimate of the intrinsic cost.
+    """
     measured = {name: values for name, values in samples.items() if not isinstance(values, str)}
     medians = {name: statistics.median(values) for name, values in measured.items()}
     minimums = {name: min(values) for name, values in measured.items()}
@@ -479,7 +483,7 @@ def parse_args() -> argparse.Namespace:
         "--rounds", type=int, default=4, help="times each configuration is run, interleaved"
     )
     parser.add_argument(
-        "--sustained-calls", type=int, default=30_000, help="model calls in the sustained-load run"
+        "--sustained-calls", type=int, default=15_000, help="model calls in the sustained-load run"
     )
     parser.add_argument("--threads", type=int, default=4, help="threads in the sustained-load run")
     parser.add_argument(
