@@ -1,6 +1,8 @@
-"""Shared fixtures: an in-memory trace store and a capture handler on it."""
+"""Shared fixtures: an in-memory trace store."""
 
 from __future__ import annotations
+
+from collections.abc import Iterator
 
 import pytest
 
@@ -8,7 +10,7 @@ from slmshift.store import TraceStore
 
 
 @pytest.fixture
-def memory_store() -> TraceStore:
+def memory_store() -> Iterator[TraceStore]:
     store = TraceStore("memory://")
     yield store
     store.close()

@@ -1,6 +1,6 @@
 """Test doubles for hosted chat models, which cannot be reached from the test machines.
 
-`ScriptedChatModel` answers from a script, or from a function of the messages, and behaves
+`ScriptedChatModel` responds from a script, or from a function of the messages, and behaves
 like a real provider where slmshift looks: `bind_tools` converts tools to OpenAI tool schemas
 and binds them as the `tools` keyword (langchain-core's own fake models raise
 `NotImplementedError` there), responses carry `usage_metadata`, `response_metadata` with a
@@ -32,7 +32,7 @@ class ScriptedChatModel(BaseChatModel):
     """A chat model that replays `responses` in order (cycling), or calls `responder`.
 
     A script entry is an `AIMessage` (tool calls and `usage_metadata` included), a string
-    (a plain text answer), or an exception to raise. `chunk_chars` sets the size of streamed
+    (a plain text response), or an exception to raise. `chunk_chars` sets the size of streamed
     text and argument pieces; `fail_after_chunks` makes a stream raise after that many chunks.
     """
 
@@ -70,7 +70,7 @@ class ScriptedChatModel(BaseChatModel):
         return self.bind(tools=formatted, **kwargs)
 
     def next_response(self, messages: list[BaseMessage]) -> AIMessage:
-        """Take the next scripted answer, raising it when it is an exception."""
+        """Take the next scripted response, raising it when it is an exception."""
         with self._lock:
             self.calls.append(list(messages))
             if self.responder is not None:
@@ -83,13 +83,29 @@ class ScriptedChatModel(BaseChatModel):
             raise script
         message = AIMessage(content=script) if isinstance(script, str) else script
         finish = "tool_calls" if message.tool_calls else "stop"
-        metadata = {"model_name": self.model_name, "finish_reason": finish, **message.response_metadata}
+        metadata = {
+            "model_name": self.model_name,
+            "finish_reason": finish,
+            **message.response_metadata,
+        }
         return message.model_copy(update={"response_metadata": metadata})
 
-    def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None, run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> ChatResult:
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
         return ChatResult(generations=[ChatGeneration(message=self.next_response(messages))])
 
-    def _stream(self, messages: list[BaseMessage], stop: list[str] | None = None, run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> Iterator[ChatGenerationChunk]:
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
         message = self.next_response(messages)
         for index, chunk in enumerate(split_into_chunks(message, self.chunk_chars)):
             if self.fail_after_chunks is not None and index >= self.fail_after_chunks:
@@ -98,12 +114,16 @@ class ScriptedChatModel(BaseChatModel):
 
 
 def split_into_chunks(message: AIMessage, size: int) -> list[AIMessageChunk]:
-    """Split `message` as a provider stream would: text pieces, then argument pieces per tool call."""
+    """Split `message` like a provider stream: text pieces, then argument pieces per tool call."""
     text = message.content if isinstance(message.content, str) else ""
-    chunks = [AIMessageChunk(content=text[start : start + size]) for start in range(0, len(text), size)]
+    chunks = [
+        AIMessageChunk(content=text[start : start + size]) for start in range(0, len(text), size)
+    ]
     for index, call in enumerate(message.tool_calls):
         arguments = json.dumps(call["args"], ensure_ascii=False)
-        pieces = [arguments[start : start + size] for start in range(0, len(arguments), size)] or [""]
+        pieces = [arguments[start : start + size] for start in range(0, len(arguments), size)] or [
+            ""
+        ]
         for number, piece in enumerate(pieces):
             first = number == 0
             chunks.append(
@@ -121,7 +141,11 @@ def split_into_chunks(message: AIMessage, size: int) -> list[AIMessageChunk]:
             )
     final = AIMessageChunk(content="", response_metadata=dict(message.response_metadata))
     if message.usage_metadata is not None:
-        final = AIMessageChunk(content="", usage_metadata=message.usage_metadata, response_metadata=dict(message.response_metadata))
+        final = AIMessageChunk(
+            content="",
+            usage_metadata=message.usage_metadata,
+            response_metadata=dict(message.response_metadata),
+        )
     chunks.append(final)
     return chunks
 
@@ -136,17 +160,30 @@ def _openai_tool_choice(tool_choice: Any) -> Any:
     return tool_choice
 
 
-def tool_call_message(name: str, args: dict[str, Any], *, call_id: str = "call_1", usage: dict[str, int] | None = None) -> AIMessage:
-    """An answer that is only a tool call, as providers return it (empty text)."""
-    message = AIMessage(content="", tool_calls=[{"name": name, "args": args, "id": call_id, "type": "tool_call"}])
+def tool_call_message(
+    name: str, args: dict[str, Any], *, call_id: str = "call_1", usage: dict[str, int] | None = None
+) -> AIMessage:
+    """Build a response that is only a tool call, as providers return it (empty text)."""
+    message = AIMessage(
+        content="", tool_calls=[{"name": name, "args": args, "id": call_id, "type": "tool_call"}]
+    )
     if usage is not None:
-        message.usage_metadata = {**usage, "total_tokens": usage["input_tokens"] + usage["output_tokens"]}
+        message.usage_metadata = {
+            **usage,
+            "total_tokens": usage["input_tokens"] + usage["output_tokens"],
+        }
     return message
 
 
-def text_message(text: str, *, input_tokens: int | None = None, output_tokens: int | None = None) -> AIMessage:
-    """A text answer, with usage when both counts are given."""
+def text_message(
+    text: str, *, input_tokens: int | None = None, output_tokens: int | None = None
+) -> AIMessage:
+    """Build a text response, with usage when both counts are given."""
     message = AIMessage(content=text)
     if input_tokens is not None and output_tokens is not None:
-        message.usage_metadata = {"input_tokens": input_tokens, "output_tokens": output_tokens, "total_tokens": input_tokens + output_tokens}
+        message.usage_metadata = {
+            "input_tokens": input_tokens,
+            "output_tokens": output_tokens,
+            "total_tokens": input_tokens + output_tokens,
+        }
     return message

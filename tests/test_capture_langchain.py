@@ -1,7 +1,7 @@
 """Capture of LangChain and LangGraph model calls by `LangChainTraceHandler`.
 
 A hosted LLM cannot be reached from the test machines, so the chat model is the scripted
-test double in tests/fakes.py (it binds tools and streams like a real provider); the graphs,
+test double in tests/fakes.py, which binds tools and streams like a real provider. The graphs,
 prebuilt agents, callback managers and stores are the real ones.
 """
 
@@ -23,9 +23,9 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.types import Command, Send, interrupt
 from pydantic import BaseModel
 
+from slmshift.callbacks._serialize import TRUNCATION_MARKER
 from slmshift.callbacks.events import RunEnd, RunStart
 from slmshift.callbacks.langchain import LangChainTraceHandler
-from slmshift.callbacks._serialize import TRUNCATION_MARKER
 from slmshift.records import CallRecord
 from tests.fakes import ScriptedChatModel, text_message, tool_call_message
 
@@ -61,7 +61,7 @@ def get_weather(city: str) -> str:
 
 
 def echo(messages: list[Any]) -> str:
-    """Answer with the text of the last message, so each record shows which input it belongs to."""
+    """Return the last message's text, prefixed, so each record shows which input it belongs to."""
     return f"echo {messages[-1].content}"
 
 
@@ -157,7 +157,9 @@ def test_async_graph_records_each_call(memory_store):
     model = ScriptedChatModel(responder=echo)
     handler = LangChainTraceHandler(memory_store, agent="bot")
 
-    asyncio.run(async_graph(model).ainvoke({"messages": [HumanMessage("hi")]}, {"callbacks": [handler]}))
+    asyncio.run(
+        async_graph(model).ainvoke({"messages": [HumanMessage("hi")]}, {"callbacks": [handler]})
+    )
     records = list(memory_store.records())
 
     assert [record.node for record in records] == ["first", "second"]
@@ -179,10 +181,14 @@ def test_send_fan_out_attributes_each_branch(memory_store):
 
     builder = StateGraph(FanState)
     builder.add_node("worker", worker)
-    builder.add_conditional_edges(START, lambda state: [Send("worker", {"topic": t}) for t in state["topics"]])
+    builder.add_conditional_edges(
+        START, lambda state: [Send("worker", {"topic": t}) for t in state["topics"]]
+    )
     handler = LangChainTraceHandler(memory_store, agent="bot")
 
-    result = builder.compile().invoke({"topics": ["a", "b", "c"], "answers": []}, {"callbacks": [handler]})
+    result = builder.compile().invoke(
+        {"topics": ["a", "b", "c"], "answers": []}, {"callbacks": [handler]}
+    )
     records = list(memory_store.records())
 
     assert sorted(result["answers"]) == ["echo a", "echo b", "echo c"]
@@ -203,7 +209,12 @@ def test_shared_handler_in_threads_and_gather(memory_store):
         graph.invoke({"messages": [HumanMessage(f"thread {index}")]}, {"callbacks": [handler]})
 
     async def run_all() -> None:
-        await asyncio.gather(*(agraph.ainvoke({"messages": [HumanMessage(f"task {i}")]}, {"callbacks": [handler]}) for i in range(8)))
+        await asyncio.gather(
+            *(
+                agraph.ainvoke({"messages": [HumanMessage(f"task {i}")]}, {"callbacks": [handler]})
+                for i in range(8)
+            )
+        )
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         list(pool.map(run_sync, range(8)))
@@ -224,11 +235,18 @@ def test_shared_handler_in_threads_and_gather(memory_store):
 
 
 def test_streamed_text_is_assembled(memory_store):
-    model = ScriptedChatModel(responses=[text_message("a streamed answer, in pieces.", input_tokens=5, output_tokens=7)], chunk_chars=3)
+    model = ScriptedChatModel(
+        responses=[text_message("a streamed answer, in pieces.", input_tokens=5, output_tokens=7)],
+        chunk_chars=3,
+    )
     graph = three_node_graph(model)
     handler = LangChainTraceHandler(memory_store, agent="bot")
 
-    chunks = list(graph.stream({"messages": [HumanMessage("hi")]}, {"callbacks": [handler]}, stream_mode="messages"))
+    chunks = list(
+        graph.stream(
+            {"messages": [HumanMessage("hi")]}, {"callbacks": [handler]}, stream_mode="messages"
+        )
+    )
     record = next(iter(memory_store.records()))
 
     assert len(chunks) > 5
@@ -243,7 +261,9 @@ def test_streamed_tool_arguments_are_joined(memory_store):
     model = ScriptedChatModel(responses=[tool_call_message("get_weather", args)], chunk_chars=3)
     handler = LangChainTraceHandler(memory_store, agent="bot")
 
-    pieces = list(model.bind_tools([get_weather]).stream("weather?", config={"callbacks": [handler]}))
+    pieces = list(
+        model.bind_tools([get_weather]).stream("weather?", config={"callbacks": [handler]})
+    )
     (record,) = memory_store.records()
 
     assert sum(1 for piece in pieces if piece.tool_call_chunks) > 5
@@ -254,10 +274,18 @@ def test_streamed_tool_arguments_are_joined(memory_store):
 
 
 def test_tool_call_only_response_is_tool_call(memory_store):
-    model = ScriptedChatModel(responses=[tool_call_message("get_weather", {"city": "Oslo"}, usage={"input_tokens": 9, "output_tokens": 4})])
+    model = ScriptedChatModel(
+        responses=[
+            tool_call_message(
+                "get_weather", {"city": "Oslo"}, usage={"input_tokens": 9, "output_tokens": 4}
+            )
+        ]
+    )
     handler = LangChainTraceHandler(memory_store, agent="bot")
 
-    model.bind_tools([get_weather], tool_choice="get_weather").invoke("weather in Oslo?", config={"callbacks": [handler]})
+    model.bind_tools([get_weather], tool_choice="get_weather").invoke(
+        "weather in Oslo?", config={"callbacks": [handler]}
+    )
     (record,) = memory_store.records()
 
     assert record.output_kind == "tool_call"
@@ -302,7 +330,9 @@ def test_failed_call_is_recorded(memory_store):
 
 
 def test_broken_stream_keeps_partial_answer(memory_store):
-    model = ScriptedChatModel(responses=["this answer never finishes"], chunk_chars=4, fail_after_chunks=3)
+    model = ScriptedChatModel(
+        responses=["this answer never finishes"], chunk_chars=4, fail_after_chunks=3
+    )
     handler = LangChainTraceHandler(memory_store, agent="bot")
 
     with pytest.raises(RuntimeError, match="stream broke after 3 chunks"):
@@ -317,7 +347,9 @@ def test_broken_stream_keeps_partial_answer(memory_store):
 def test_react_agent_records_agent_node(memory_store):
     from langgraph.prebuilt import create_react_agent
 
-    model = ScriptedChatModel(responses=[tool_call_message("get_weather", {"city": "Lima"}), "It is sunny in Lima."])
+    model = ScriptedChatModel(
+        responses=[tool_call_message("get_weather", {"city": "Lima"}), "It is sunny in Lima."]
+    )
     agent = create_react_agent(model, [get_weather], prompt="You are a weather bot.")
     handler = LangChainTraceHandler(memory_store, agent="weather")
 
@@ -338,7 +370,9 @@ def test_react_agent_records_agent_node(memory_store):
 def test_create_agent_records_model_node(memory_store):
     from langchain.agents import create_agent
 
-    model = ScriptedChatModel(responses=[tool_call_message("get_weather", {"city": "Kyiv"}), "Sunny."])
+    model = ScriptedChatModel(
+        responses=[tool_call_message("get_weather", {"city": "Kyiv"}), "Sunny."]
+    )
     agent = create_agent(model, [get_weather], system_prompt="Be brief.", name="weather_agent")
     handler = LangChainTraceHandler(memory_store, agent="weather")
 
@@ -360,7 +394,9 @@ def test_structured_output_schema_is_recorded(memory_store):
     model = ScriptedChatModel(responses=[answer])
     handler = LangChainTraceHandler(memory_store, agent="bot")
 
-    ticket = model.with_structured_output(Ticket).invoke("My invoice is wrong!", config={"callbacks": [handler]})
+    ticket = model.with_structured_output(Ticket).invoke(
+        "My invoice is wrong!", config={"callbacks": [handler]}
+    )
     (record,) = memory_store.records()
 
     assert ticket == Ticket(category="billing", urgent=True)
@@ -458,7 +494,9 @@ def test_failing_store_does_not_break_agent(memory_store):
     model = ScriptedChatModel(responder=echo)
     handler = LangChainTraceHandler(BrokenStore(), agent="bot")
 
-    result = three_node_graph(model).invoke({"messages": [HumanMessage("hi")]}, {"callbacks": [handler]})
+    result = three_node_graph(model).invoke(
+        {"messages": [HumanMessage("hi")]}, {"callbacks": [handler]}
+    )
 
     assert result["messages"][-1].content == "done"
     assert handler.stats.dropped == 3
@@ -484,11 +522,15 @@ def test_failing_redactor_drops_record(memory_store, caplog):
 
 def test_redactor_output_is_stored(memory_store):
     def redactor(record: CallRecord) -> CallRecord:
-        return record.replace(response=record.response.__class__(role="assistant", content="<REDACTED>"))
+        return record.replace(
+            response=record.response.__class__(role="assistant", content="<REDACTED>")
+        )
 
     model = ScriptedChatModel(responses=["secret answer"])
     events = EventLog()
-    handler = LangChainTraceHandler(memory_store, agent="bot", redactor=redactor, listeners=[events])
+    handler = LangChainTraceHandler(
+        memory_store, agent="bot", redactor=redactor, listeners=[events]
+    )
 
     model.invoke("hi", config={"callbacks": [handler]})
     (record,) = memory_store.records()
@@ -547,19 +589,29 @@ def test_state_is_freed_after_runs_errors_and_cancels(memory_store):
 
     events = EventLog()
     handler = LangChainTraceHandler(memory_store, agent="bot", listeners=[events])
-    three_node_graph(ScriptedChatModel(responder=echo)).invoke({"messages": [HumanMessage("hi")]}, {"callbacks": [handler]})
+    three_node_graph(ScriptedChatModel(responder=echo)).invoke(
+        {"messages": [HumanMessage("hi")]}, {"callbacks": [handler]}
+    )
     with pytest.raises(ValueError, match="bad input"):
-        three_node_graph(ScriptedChatModel(responses=[ValueError("bad input")])).invoke({"messages": [HumanMessage("hi")]}, {"callbacks": [handler]})
+        three_node_graph(ScriptedChatModel(responses=[ValueError("bad input")])).invoke(
+            {"messages": [HumanMessage("hi")]}, {"callbacks": [handler]}
+        )
 
     async def cancel_mid_call() -> None:
-        task = asyncio.create_task(async_graph(SlowModel()).ainvoke({"messages": [HumanMessage("hi")]}, {"callbacks": [handler]}))
+        task = asyncio.create_task(
+            async_graph(SlowModel()).ainvoke(
+                {"messages": [HumanMessage("hi")]}, {"callbacks": [handler]}
+            )
+        )
         await asyncio.sleep(0.2)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
 
     asyncio.run(cancel_mid_call())
-    cancelled = [record for record in memory_store.records() if record.error and "Cancelled" in record.error]
+    cancelled = [
+        record for record in memory_store.records() if record.error and "Cancelled" in record.error
+    ]
 
     assert handler.active_runs == 0
     assert handler._runs == {}
@@ -567,7 +619,9 @@ def test_state_is_freed_after_runs_errors_and_cancels(memory_store):
     assert len(cancelled) == 1
     assert cancelled[0].node == "first"
     assert handler.stats.unmatched_events == 0
-    assert sorted(event.run_id for event in events.starts) == sorted(event.run_id for event in events.ends)
+    assert sorted(event.run_id for event in events.starts) == sorted(
+        event.run_id for event in events.ends
+    )
 
 
 def test_bad_options_raise(memory_store):
@@ -584,7 +638,13 @@ def test_sqlite_store_receives_records(tmp_path):
 
     store = TraceStore(tmp_path / "traces.db")
     text = "Grüße 👩‍💻 東京"
-    model = ScriptedChatModel(responses=[tool_call_message("get_weather", {"city": text}), text_message(text, input_tokens=3, output_tokens=2), text])
+    model = ScriptedChatModel(
+        responses=[
+            tool_call_message("get_weather", {"city": text}),
+            text_message(text, input_tokens=3, output_tokens=2),
+            text,
+        ]
+    )
     handler = LangChainTraceHandler(store, agent="bot")
 
     three_node_graph(model).invoke({"messages": [HumanMessage(text)]}, {"callbacks": [handler]})
@@ -600,3 +660,72 @@ def test_sqlite_store_receives_records(tmp_path):
     assert records[2].usage.input_tokens is None
     assert handler.stats.records == 3
     assert (tmp_path / "traces.db").stat().st_mode & 0o777 == 0o600
+
+
+def test_parent_command_is_not_an_error(memory_store):
+    model = ScriptedChatModel(responder=echo)
+
+    def route(state: State) -> Command:
+        answer = model.invoke([HumanMessage("route me")])
+        return Command(goto="after", update={"messages": [answer]}, graph=Command.PARENT)
+
+    inner = StateGraph(State)
+    inner.add_node("route", route)
+    inner.add_edge(START, "route")
+    outer = StateGraph(State)
+    outer.add_node("team", inner.compile())
+    outer.add_node("after", lambda state: {"messages": [model.invoke([HumanMessage("after")])]})
+    outer.add_edge(START, "team")
+    events = EventLog()
+    handler = LangChainTraceHandler(memory_store, agent="bot", listeners=[events])
+
+    outer.compile().invoke({"messages": []}, {"callbacks": [handler]})
+    records = list(memory_store.records())
+
+    assert [record.node for record in records] == ["team/route", "after"]
+    assert all(record.error is None for record in records)
+    assert all(event.error is None for event in events.ends)
+    assert handler.active_runs == 0
+
+
+def test_malformed_events_are_counted_not_raised(memory_store):
+    handler = LangChainTraceHandler(memory_store, agent="bot")
+    run_id = UUID(int=7)
+
+    handler.on_chat_model_start({}, None, run_id=run_id)
+    handler.on_llm_end(None, run_id=run_id)
+    handler.on_chain_end({}, run_id=UUID(int=8))
+
+    assert handler.stats.internal_errors == 1
+    assert handler.stats.unmatched_events == 2
+    assert memory_store.count() == 0
+
+
+def test_record_id_is_model_run_id(memory_store):
+    events = EventLog()
+    handler = LangChainTraceHandler(memory_store, agent="bot", listeners=[events])
+
+    ScriptedChatModel(responses=["ok"]).invoke("hi", config={"callbacks": [handler]})
+    (record,) = memory_store.records()
+    (start,) = [event for event in events.starts if event.kind == "llm"]
+
+    assert record.id == str(start.run_id)
+    assert events.ends[-1].record.id == record.id
+
+
+def test_async_streamed_tool_arguments_are_joined(memory_store):
+    args = {"city": "São Paulo", "units": "°C"}
+    model = ScriptedChatModel(responses=[tool_call_message("get_weather", args)], chunk_chars=2)
+    handler = LangChainTraceHandler(memory_store, agent="bot")
+
+    async def consume() -> list:
+        bound = model.bind_tools([get_weather])
+        return [piece async for piece in bound.astream("weather?", config={"callbacks": [handler]})]
+
+    pieces = asyncio.run(consume())
+    (record,) = memory_store.records()
+
+    assert sum(1 for piece in pieces if piece.tool_call_chunks) > 5
+    assert record.response.tool_calls[0].arguments == args
+    assert record.output_kind == "tool_call"
+    assert handler.active_runs == 0

@@ -16,7 +16,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
-from slmshift.callbacks._serialize import TRUNCATION_MARKER, is_truncated, to_jsonable, to_jsonable_with_flag
+from slmshift.callbacks._serialize import (
+    TRUNCATION_MARKER,
+    is_truncated,
+    to_jsonable,
+    to_jsonable_with_flag,
+)
 
 
 class Color(enum.Enum):
@@ -45,7 +50,11 @@ class Client:
 def test_models_and_dataclasses_keep_fields():
     order = Order(id=7, items=["tea"], address=Address(city="Bern", when=dt.date(2026, 1, 2)))
 
-    assert to_jsonable(order) == {"id": 7, "items": ["tea"], "address": {"city": "Bern", "when": "2026-01-02"}}
+    assert to_jsonable(order) == {
+        "id": 7,
+        "items": ["tea"],
+        "address": {"city": "Bern", "when": "2026-01-02"},
+    }
 
 
 def test_scalars_get_faithful_forms():
@@ -116,7 +125,9 @@ def test_shared_references_are_not_cycles():
 
 
 def test_long_text_and_lists_are_truncated():
-    converted, truncated = to_jsonable_with_flag({"text": "é" * 50, "items": list(range(20))}, max_chars=10, max_items=5)
+    converted, truncated = to_jsonable_with_flag(
+        {"text": "é" * 50, "items": list(range(20))}, max_chars=10, max_items=5
+    )
 
     assert truncated is True
     assert converted["text"] == "é" * 10 + TRUNCATION_MARKER + "50 chars]"
@@ -146,8 +157,14 @@ def test_hostile_objects_do_not_raise():
 
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=5), children, max_size=4),
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=5), children, max_size=4)
+    ),
     max_leaves=20,
 )
 

@@ -6,7 +6,6 @@ it also accepts message-like objects and costs nothing to import.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -73,15 +72,26 @@ class PayloadLimiter:
                 converted[key] = self.text(value)
             elif kind is int or kind is bool or value is None:
                 converted[key] = value
-            elif (kind is tuple or kind is list) and all(type(item) is str and len(item) <= self.max_chars for item in value):
+            elif (kind is tuple or kind is list) and self._short_strings(value):
                 converted[key] = list(value)
             else:
                 converted[key] = self.json(value)
         return converted
 
+    def _short_strings(self, values: tuple[Any, ...] | list[Any]) -> bool:
+        for item in values:
+            if type(item) is not str or len(item) > self.max_chars:
+                return False
+        return True
 
-def convert_messages(messages: Sequence[Any], limiter: PayloadLimiter) -> tuple[tuple[Message, ...], dict[int, str]]:
-    """Convert LangChain messages; also return the original role of messages whose role had no equivalent."""
+
+def convert_messages(
+    messages: Sequence[Any], limiter: PayloadLimiter
+) -> tuple[tuple[Message, ...], dict[int, str]]:
+    """Convert LangChain messages.
+
+    Also returns, by message index, the original role of messages whose role had no equivalent.
+    """
     converted = []
     unmapped_roles: dict[int, str] = {}
     for index, message in enumerate(messages):
@@ -93,7 +103,7 @@ def convert_messages(messages: Sequence[Any], limiter: PayloadLimiter) -> tuple[
 
 
 def convert_message(message: Any, limiter: PayloadLimiter) -> tuple[Message, str | None]:
-    """Convert one LangChain message; the second value is its role when it had to be mapped to `user`."""
+    """Convert one LangChain message; also return its role when it had to be mapped to `user`."""
     message_type = getattr(message, "type", None)
     if message_type in ("chat", "ChatMessageChunk"):
         message_type = getattr(message, "role", None)
@@ -148,11 +158,13 @@ def _arguments(args: Any, limiter: PayloadLimiter) -> dict[str, Any]:
 
 
 def convert_prompt(prompt: str, limiter: PayloadLimiter) -> Message:
-    """A completion-model prompt as a single user message."""
+    """Return a completion-model prompt as a single user message."""
     return Message(role="user", content=limiter.text(prompt))
 
 
-def convert_tools(tools: Any, limiter: PayloadLimiter) -> tuple[tuple[ToolDefinition, ...], list[Any]]:
+def convert_tools(
+    tools: Any, limiter: PayloadLimiter
+) -> tuple[tuple[ToolDefinition, ...], list[Any]]:
     """Normalise provider-format tools; also return the tools that no known format matched."""
     definitions = []
     unrecognised = []
@@ -166,7 +178,7 @@ def convert_tools(tools: Any, limiter: PayloadLimiter) -> tuple[tuple[ToolDefini
 
 
 def convert_tool(tool: Any, limiter: PayloadLimiter) -> ToolDefinition | None:
-    """One tool in OpenAI, OpenAI Responses, Anthropic, Bedrock Converse or Gemini format."""
+    """Convert one tool in OpenAI, Responses, Anthropic, Bedrock Converse or Gemini format."""
     if not isinstance(tool, Mapping):
         return _convert_tool_object(tool, limiter)
     spec = tool
@@ -174,7 +186,10 @@ def convert_tool(tool: Any, limiter: PayloadLimiter) -> ToolDefinition | None:
         spec = tool["function"]
     elif isinstance(tool.get("toolSpec"), Mapping):  # Bedrock Converse
         spec = tool["toolSpec"]
-    elif isinstance(tool.get("function_declarations"), list) and len(tool["function_declarations"]) == 1:
+    elif (
+        isinstance(tool.get("function_declarations"), list)
+        and len(tool["function_declarations"]) == 1
+    ):
         spec = tool["function_declarations"][0]  # Gemini
     name = spec.get("name")
     if not isinstance(name, str):
@@ -200,8 +215,14 @@ def _convert_tool_object(tool: Any, limiter: PayloadLimiter) -> ToolDefinition |
         return None
 
 
-def convert_response_format(options: Mapping[str, Any] | None, params: Mapping[str, Any] | None, limiter: PayloadLimiter) -> dict[str, Any] | None:
-    """The structured-output request: LangChain's `ls_structured_output_format`, else a `response_format` parameter."""
+def convert_response_format(
+    options: Mapping[str, Any] | None, params: Mapping[str, Any] | None, limiter: PayloadLimiter
+) -> dict[str, Any] | None:
+    """Return the structured-output request.
+
+    The source is LangChain's `ls_structured_output_format` option, else a `response_format`
+    invocation parameter.
+    """
     structured = (options or {}).get("ls_structured_output_format")
     if isinstance(structured, Mapping):
         form = {"schema": limiter.json(structured.get("schema"))}
@@ -220,7 +241,9 @@ def usage_from(message: Any, llm_output: Mapping[str, Any] | None) -> Usage:
     """Token usage from `usage_metadata`, else from a provider's `token_usage` in `llm_output`."""
     usage = getattr(message, "usage_metadata", None)
     if usage:
-        return Usage(input_tokens=usage.get("input_tokens"), output_tokens=usage.get("output_tokens"))
+        return Usage(
+            input_tokens=usage.get("input_tokens"), output_tokens=usage.get("output_tokens")
+        )
     token_usage = (llm_output or {}).get("token_usage") or (llm_output or {}).get("usage")
     if isinstance(token_usage, Mapping):
         return Usage(
@@ -239,9 +262,12 @@ def _first_int(values: Mapping[str, Any], *keys: str) -> int | None:
 
 
 def finish_reason_from(generation: Any) -> str | None:
-    """The finish reason from the message's response metadata or the generation info."""
+    """Return the finish reason from the message's response metadata or the generation info."""
     message = getattr(generation, "message", None)
-    for source in (getattr(message, "response_metadata", None), getattr(generation, "generation_info", None)):
+    for source in (
+        getattr(message, "response_metadata", None),
+        getattr(generation, "generation_info", None),
+    ):
         if isinstance(source, Mapping):
             reason = source.get("finish_reason") or source.get("stop_reason")
             if reason is not None:
@@ -250,14 +276,10 @@ def finish_reason_from(generation: Any) -> str | None:
 
 
 def response_model_name(generation: Any) -> str | None:
-    """The model name the provider reported in the response, when it did."""
+    """Return the model name the provider reported in the response, or None."""
     metadata = getattr(getattr(generation, "message", None), "response_metadata", None)
     if isinstance(metadata, Mapping):
         name = metadata.get("model_name") or metadata.get("model")
         if isinstance(name, str) and name:
             return name
     return None
-
-
-def tool_calls_as_json(calls: Sequence[ToolCall]) -> str:
-    return json.dumps([call.to_dict() for call in calls], ensure_ascii=False)

@@ -31,8 +31,6 @@ DEFAULT_MAX_ITEMS = 10_000
 DEFAULT_MAX_DEPTH = 64
 TRUNCATION_MARKER = "…[truncated by slmshift, original length "
 
-_SCALARS = (str, int, bool, type(None))
-
 
 class _Limits:
     __slots__ = ("max_chars", "max_items", "max_depth", "truncated")
@@ -45,14 +43,17 @@ class _Limits:
 
 
 def truncate_text(text: str, max_chars: int) -> str:
-    """Cut `text` to `max_chars` characters and append the truncation marker; short text is returned as is."""
+    """Cut `text` to `max_chars` characters and append the truncation marker.
+
+    Text of at most `max_chars` characters is returned unchanged.
+    """
     if len(text) <= max_chars:
         return text
     return f"{text[:max_chars]}{TRUNCATION_MARKER}{len(text)} chars]"
 
 
 def is_truncated(text: Any) -> bool:
-    """Whether `text` is a string that `truncate_text` cut."""
+    """Return whether `text` is a string that `truncate_text` cut."""
     return isinstance(text, str) and TRUNCATION_MARKER in text
 
 
@@ -65,9 +66,9 @@ def to_jsonable(
 ) -> Any:
     """Return a JSON-safe form of `value`.
 
-    Strings longer than `max_chars` are truncated with a marker; lists and mappings keep at
-    most `max_items` entries (a marker entry says how many were left out); nesting deeper than
-    `max_depth` and reference cycles become placeholder strings. Never raises for any input.
+    Strings longer than `max_chars` are truncated with a marker. Lists and mappings keep at
+    most `max_items` entries, and a marker entry gives how many were left out. Nesting deeper
+    than `max_depth` and reference cycles become placeholder strings. Never raises.
     """
     limits = _Limits(max_chars, max_items, max_depth)
     return _convert(value, limits, 0, set())
@@ -169,7 +170,9 @@ def _convert_leaf(value: Any, limits: _Limits) -> Any:
     return placeholder(value)
 
 
-def _mapping(value: Mapping[Any, Any], limits: _Limits, depth: int, active: set[int]) -> dict[str, Any]:
+def _mapping(
+    value: Mapping[Any, Any], limits: _Limits, depth: int, active: set[int]
+) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for index, (key, item) in enumerate(value.items()):
         if index >= limits.max_items:
@@ -191,8 +194,10 @@ def _sequence(value: Any, limits: _Limits, depth: int, active: set[int]) -> list
 def _key(key: Any) -> str:
     if isinstance(key, str):
         return key
-    if isinstance(key, bool) or key is None:
-        return "true" if key is True else "false" if key is False else "null"
+    if key is None:
+        return "null"
+    if isinstance(key, bool):
+        return "true" if key else "false"
     if isinstance(key, (int, float)):
         return str(key)
     if isinstance(key, enum.Enum):
@@ -213,7 +218,9 @@ def _float(value: float) -> float | str:
     # JSON has no NaN or infinity; json.dumps would write invalid JSON for them.
     if math.isfinite(value):
         return value
-    return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if math.isnan(value):
+        return "NaN"
+    return "Infinity" if value > 0 else "-Infinity"
 
 
 def _convert_scalar_subclass(value: str | int | float, limits: _Limits) -> Any:
@@ -243,9 +250,8 @@ def _sorted_if_possible(value: set[Any] | frozenset[Any]) -> list[Any]:
 
 
 def _is_model(value: Any) -> bool:
-    return (
-        (dataclasses.is_dataclass(value) and not isinstance(value, type))
-        or hasattr(type(value), "model_dump")
+    return (dataclasses.is_dataclass(value) and not isinstance(value, type)) or hasattr(
+        type(value), "model_dump"
     )
 
 

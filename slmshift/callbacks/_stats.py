@@ -11,7 +11,6 @@ import dataclasses
 import logging
 import threading
 from dataclasses import dataclass
-from typing import Any
 
 logger = logging.getLogger(__name__)
 
@@ -88,10 +87,3 @@ def describe_error(error: BaseException, *, max_chars: int) -> str:
     if len(text) > max_chars:
         return text[:max_chars] + "…"
     return text
-
-
-def safe_len(value: Any) -> int:
-    try:
-        return len(value)
-    except TypeError:
-        return 0

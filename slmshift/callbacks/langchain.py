@@ -6,9 +6,9 @@ Usage::
     graph.invoke(inputs, config={"callbacks": [handler]})
     handler.flush()
 
-The handler is a plain `BaseCallbackHandler` rather than a `BaseTracer`: a tracer builds a
-pydantic `Run` object, with inputs and outputs, for every chain, tool and model run, while
-slmshift needs only a few ids per chain and one snapshot per model call. Because
+The handler is a plain `BaseCallbackHandler` rather than a `BaseTracer`. A tracer builds a
+pydantic `Run` object, with inputs and outputs, for every chain, tool and model run. slmshift
+needs only a few ids per chain and one snapshot per model call. Because
 `on_llm_end` carries no metadata, the start of each model call is kept by `run_id` and freed
 when the call ends, fails or is cancelled.
 """
@@ -48,10 +48,19 @@ Redactor = Callable[[CallRecord], CallRecord]
 
 # Metadata keys that become record fields, or that only describe the library versions.
 _METADATA_SKIPPED = frozenset(
-    {"ls_provider", "ls_model_name", "langgraph_node", "langgraph_step", "lc_versions", "ls_integration"}
+    {
+        "ls_provider",
+        "ls_model_name",
+        "langgraph_node",
+        "langgraph_step",
+        "lc_versions",
+        "ls_integration",
+    }
 )
 # Invocation parameters that become record fields instead of metadata.
-_PARAMS_SKIPPED = frozenset({"tools", "tool_choice", "response_format", "ls_structured_output_format"})
+_PARAMS_SKIPPED = frozenset(
+    {"tools", "tool_choice", "response_format", "ls_structured_output_format"}
+)
 _MAX_ERROR_CHARS = 2_000
 # Tags LangChain and LangGraph add to every run to number sequence and graph steps.
 _INTERNAL_TAG_PREFIXES = ("seq:step:", "graph:step:")
@@ -114,12 +123,16 @@ class LangChainTraceHandler(BaseCallbackHandler):
     Attach it to any runnable or graph with `config={"callbacks": [handler]}`; one handler
     may serve many concurrent runs, from threads or from `asyncio.gather`.
 
-    Each record holds `trace_id` (the agent run: the root run the handler saw), `parent_id`
+    Each record contains `trace_id` (the agent run: the root run the handler saw), `parent_id`
     (the graph node's run, else the model call's direct parent), `node` (the node name, as
     `outer/inner` inside subgraphs) and `step` (the LangGraph step).
 
     The handler never raises into the agent: internal failures are logged and counted in
-    `stats`. The store writes off the agent's thread; `flush` waits for it.
+    `stats`. The SQLite and PostgreSQL stores write off the agent's thread; `flush` waits.
+
+    Calls the callbacks cannot see are not recorded: a model called with `callbacks=[]`, or
+    from a plain `ThreadPoolExecutor` inside a node, which drops the callback context
+    (langchain-core's `ContextThreadPoolExecutor` keeps it).
 
     Run listeners (the hook for OpenTelemetry spans): objects implementing
     `slmshift.callbacks.events.RunListener` get a `RunStart` and a `RunEnd` event for the agent
@@ -133,7 +146,8 @@ class LangChainTraceHandler(BaseCallbackHandler):
         tracer_provider: An OpenTelemetry `TracerProvider`; spans are emitted through it.
         redactor: Called with each record before it is stored, on the agent's thread; it
             returns the record to store. When it raises, the record is dropped and counted,
-            so unredacted data never reaches the store.
+            so unredacted data never reaches the store. NOTE: its time adds to every model
+            call, so a slow redactor (an NLP pipeline) slows the agent by that much.
         max_payload_chars: Longest text kept per payload (message content, tool-call
             arguments, schema or metadata value); longer text is cut and marked, and the
             record's metadata gets `"truncated": true`.
@@ -203,7 +217,16 @@ class LangChainTraceHandler(BaseCallbackHandler):
 
     # -- chain, tool and retriever runs ------------------------------------------------------
 
-    def on_chain_start(self, serialized: Any, inputs: Any, *, run_id: UUID, parent_run_id: UUID | None = None, metadata: dict[str, Any] | None = None, **kwargs: Any) -> None:
+    def on_chain_start(
+        self,
+        serialized: Any,
+        inputs: Any,
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        metadata: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
         self._start_run(run_id, parent_run_id, metadata, "chain", kwargs.get("name"))
 
     def on_chain_end(self, outputs: Any, *, run_id: UUID, **kwargs: Any) -> None:
@@ -212,7 +235,16 @@ class LangChainTraceHandler(BaseCallbackHandler):
     def on_chain_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
         self._end_run(run_id, error)
 
-    def on_tool_start(self, serialized: Any, input_str: Any, *, run_id: UUID, parent_run_id: UUID | None = None, metadata: dict[str, Any] | None = None, **kwargs: Any) -> None:
+    def on_tool_start(
+        self,
+        serialized: Any,
+        input_str: Any,
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        metadata: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
         name = kwargs.get("name") or (serialized or {}).get("name")
         self._start_run(run_id, parent_run_id, metadata, "tool", name)
 
@@ -222,7 +254,16 @@ class LangChainTraceHandler(BaseCallbackHandler):
     def on_tool_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
         self._end_run(run_id, error)
 
-    def on_retriever_start(self, serialized: Any, query: Any, *, run_id: UUID, parent_run_id: UUID | None = None, metadata: dict[str, Any] | None = None, **kwargs: Any) -> None:
+    def on_retriever_start(
+        self,
+        serialized: Any,
+        query: Any,
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        metadata: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
         self._start_run(run_id, parent_run_id, metadata, "chain", kwargs.get("name"))
 
     def on_retriever_end(self, documents: Any, *, run_id: UUID, **kwargs: Any) -> None:
@@ -231,7 +272,14 @@ class LangChainTraceHandler(BaseCallbackHandler):
     def on_retriever_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
         self._end_run(run_id, error)
 
-    def _start_run(self, run_id: UUID, parent_run_id: UUID | None, metadata: Mapping[str, Any] | None, kind: RunKind, name: str | None) -> None:
+    def _start_run(
+        self,
+        run_id: UUID,
+        parent_run_id: UUID | None,
+        metadata: Mapping[str, Any] | None,
+        kind: RunKind,
+        name: str | None,
+    ) -> None:
         try:
             run = self._new_run(run_id, parent_run_id, metadata, kind)
             self._runs[run_id] = run
@@ -240,7 +288,13 @@ class LangChainTraceHandler(BaseCallbackHandler):
         except Exception as exc:  # noqa: BLE001 - capture never raises into the agent
             self._counter.failure("internal_errors", f"{kind} start", exc, log=logger)
 
-    def _new_run(self, run_id: UUID, parent_run_id: UUID | None, metadata: Mapping[str, Any] | None, kind: RunKind) -> _Run:
+    def _new_run(
+        self,
+        run_id: UUID,
+        parent_run_id: UUID | None,
+        metadata: Mapping[str, Any] | None,
+        kind: RunKind,
+    ) -> _Run:
         parent = self._runs.get(parent_run_id) if parent_run_id is not None else None
         checkpoint_ns = metadata.get("langgraph_checkpoint_ns") if metadata else None
 
@@ -297,7 +351,17 @@ class LangChainTraceHandler(BaseCallbackHandler):
 
     # -- model runs --------------------------------------------------------------------------
 
-    def on_chat_model_start(self, serialized: Any, messages: list[list[Any]], *, run_id: UUID, parent_run_id: UUID | None = None, tags: list[str] | None = None, metadata: dict[str, Any] | None = None, **kwargs: Any) -> None:
+    def on_chat_model_start(
+        self,
+        serialized: Any,
+        messages: list[list[Any]],
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        tags: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
         try:
             limiter = PayloadLimiter(self.max_payload_chars)
             sent = messages[0] if len(messages) == 1 else [m for batch in messages for m in batch]
@@ -308,7 +372,17 @@ class LangChainTraceHandler(BaseCallbackHandler):
         except Exception as exc:  # noqa: BLE001 - capture never raises into the agent
             self._counter.failure("internal_errors", "chat model start", exc, log=logger)
 
-    def on_llm_start(self, serialized: Any, prompts: list[str], *, run_id: UUID, parent_run_id: UUID | None = None, tags: list[str] | None = None, metadata: dict[str, Any] | None = None, **kwargs: Any) -> None:
+    def on_llm_start(
+        self,
+        serialized: Any,
+        prompts: list[str],
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        tags: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
         try:
             limiter = PayloadLimiter(self.max_payload_chars)
             converted = tuple(convert_prompt(prompt, limiter) for prompt in prompts)
@@ -316,8 +390,10 @@ class LangChainTraceHandler(BaseCallbackHandler):
         except Exception as exc:  # noqa: BLE001 - capture never raises into the agent
             self._counter.failure("internal_errors", "llm start", exc, log=logger)
 
-    def on_llm_new_token(self, token: str, *, chunk: Any = None, run_id: UUID, **kwargs: Any) -> None:
-        # Chunks are kept only to rebuild a partial answer when the stream fails; on success
+    def on_llm_new_token(
+        self, token: str, *, chunk: Any = None, run_id: UUID, **kwargs: Any
+    ) -> None:
+        # Chunks are kept only to rebuild a partial response when the stream fails; on success
         # LangChain passes the merged message to on_llm_end.
         model_run = self._model_runs.get(run_id)
         if model_run is not None and chunk is not None:
@@ -326,14 +402,27 @@ class LangChainTraceHandler(BaseCallbackHandler):
     def on_llm_end(self, response: Any, *, run_id: UUID, **kwargs: Any) -> None:
         self._end_model_run(run_id, response, None)
 
-    def on_llm_error(self, error: BaseException, *, run_id: UUID, response: Any = None, **kwargs: Any) -> None:
+    def on_llm_error(
+        self, error: BaseException, *, run_id: UUID, response: Any = None, **kwargs: Any
+    ) -> None:
         self._end_model_run(run_id, response, error)
 
-    def _start_model_run(self, run_id: UUID, parent_run_id: UUID | None, messages: tuple[Message, ...], limiter: PayloadLimiter, tags: list[str] | None, metadata: Mapping[str, Any] | None, kwargs: Mapping[str, Any]) -> None:
+    def _start_model_run(
+        self,
+        run_id: UUID,
+        parent_run_id: UUID | None,
+        messages: tuple[Message, ...],
+        limiter: PayloadLimiter,
+        tags: list[str] | None,
+        metadata: Mapping[str, Any] | None,
+        kwargs: Mapping[str, Any],
+    ) -> None:
         started = time.perf_counter()
         metadata = metadata or {}
         params = kwargs.get("invocation_params") or {}
         parent = self._runs.get(parent_run_id) if parent_run_id is not None else None
+        # NOTE: when the handler is attached to the model alone, the agent run is unknown and
+        # the direct parent run is used instead, so calls of one run get several trace ids.
         trace_id = parent.root if parent is not None else (parent_run_id or run_id)
         parent_id = (parent.node_run or parent_run_id) if parent is not None else parent_run_id
 
@@ -362,9 +451,18 @@ class LangChainTraceHandler(BaseCallbackHandler):
         if trace_id != run_id:
             self._track(trace_id, run_id)
         if self._listeners:
-            self._emit_start(run_id, parent_run_id, trace_id, "llm", kwargs.get("name"), metadata, model_run)
+            self._emit_start(
+                run_id, parent_run_id, trace_id, "llm", kwargs.get("name"), metadata, model_run
+            )
 
-    def _record_metadata(self, metadata: Mapping[str, Any], params: Mapping[str, Any], tags: Sequence[str] | None, name: str | None, limiter: PayloadLimiter) -> dict[str, Any]:
+    def _record_metadata(
+        self,
+        metadata: Mapping[str, Any],
+        params: Mapping[str, Any],
+        tags: Sequence[str] | None,
+        name: str | None,
+        limiter: PayloadLimiter,
+    ) -> dict[str, Any]:
         if not self.capture_metadata:
             return {}
         kept = {key: value for key, value in metadata.items() if key not in _METADATA_SKIPPED}
@@ -373,7 +471,9 @@ class LangChainTraceHandler(BaseCallbackHandler):
         if settings:
             converted["invocation_params"] = limiter.flat_mapping(settings)
         if tags:
-            converted["tags"] = [limiter.text(tag) for tag in tags if not tag.startswith(_INTERNAL_TAG_PREFIXES)]
+            converted["tags"] = [
+                limiter.text(tag) for tag in tags if not tag.startswith(_INTERNAL_TAG_PREFIXES)
+            ]
         if name:
             converted["run_name"] = limiter.text(name)
         return converted
@@ -385,10 +485,12 @@ class LangChainTraceHandler(BaseCallbackHandler):
             return
         self._finish_model_run(run_id, model_run, response, error)
 
-    def _finish_model_run(self, run_id: UUID, model_run: _ModelRun, response: Any, error: BaseException | None) -> None:
+    def _finish_model_run(
+        self, run_id: UUID, model_run: _ModelRun, response: Any, error: BaseException | None
+    ) -> None:
         record = None
         try:
-            record = self._build_record(model_run, response, error)
+            record = self._build_record(run_id, model_run, response, error)
             record = self._store_record(record)
         except Exception as exc:  # noqa: BLE001 - capture never raises into the agent
             self._counter.failure("internal_errors", "model end", exc, log=logger)
@@ -397,7 +499,9 @@ class LangChainTraceHandler(BaseCallbackHandler):
         if self._listeners:
             self._emit_end(run_id, "llm", error, record)
 
-    def _build_record(self, model_run: _ModelRun, response: Any, error: BaseException | None) -> CallRecord:
+    def _build_record(
+        self, run_id: UUID, model_run: _ModelRun, response: Any, error: BaseException | None
+    ) -> CallRecord:
         latency_ms = (time.perf_counter() - model_run.started) * 1000.0
         limiter = PayloadLimiter(self.max_payload_chars)
         generation = _first_generation(response)
@@ -415,6 +519,9 @@ class LangChainTraceHandler(BaseCallbackHandler):
                 metadata["partial_response"] = True
 
         return CallRecord(
+            # The model run's id is unique, links the record to the framework's run and
+            # spares generating another UUID.
+            id=str(run_id),
             messages=model_run.messages,
             response=answer,
             trace_id=str(model_run.trace_id),
@@ -424,7 +531,9 @@ class LangChainTraceHandler(BaseCallbackHandler):
             model=response_model_name(generation) or model_run.model,
             provider=model_run.provider,
             tools=model_run.tools,
-            usage=usage_from(getattr(generation, "message", None), llm_output) if generation is not None else Usage(),
+            usage=usage_from(getattr(generation, "message", None), llm_output)
+            if generation is not None
+            else Usage(),
             latency_ms=latency_ms,
             started_at=model_run.started_at,
             error=describe_error(error, max_chars=_MAX_ERROR_CHARS) if error is not None else None,
@@ -455,7 +564,9 @@ class LangChainTraceHandler(BaseCallbackHandler):
         try:
             redacted = self._redactor(record)  # type: ignore[misc]
             if not isinstance(redacted, CallRecord):
-                raise TypeError(f"the redactor returned {type(redacted).__name__}, not a CallRecord")
+                raise TypeError(
+                    f"the redactor returned {type(redacted).__name__}, not a CallRecord"
+                )
         except Exception as exc:  # noqa: BLE001 - drop the record rather than store it unredacted
             self._counter.failure("redaction_failures", "redactor", exc, log=logger)
             self._counter.increment("dropped")
@@ -464,7 +575,16 @@ class LangChainTraceHandler(BaseCallbackHandler):
 
     # -- listeners ---------------------------------------------------------------------------
 
-    def _emit_start(self, run_id: UUID, parent_run_id: UUID | None, trace_id: UUID, kind: RunKind, name: str | None, metadata: Mapping[str, Any] | None, model_run: _ModelRun | None = None) -> None:
+    def _emit_start(
+        self,
+        run_id: UUID,
+        parent_run_id: UUID | None,
+        trace_id: UUID,
+        kind: RunKind,
+        name: str | None,
+        metadata: Mapping[str, Any] | None,
+        model_run: _ModelRun | None = None,
+    ) -> None:
         metadata = metadata or {}
         event = RunStart(
             run_id=run_id,
@@ -483,8 +603,12 @@ class LangChainTraceHandler(BaseCallbackHandler):
             except Exception as exc:  # noqa: BLE001 - a listener must not break the agent
                 self._counter.failure("listener_errors", "listener start", exc, log=logger)
 
-    def _emit_end(self, run_id: UUID, kind: RunKind, error: BaseException | None, record: CallRecord | None) -> None:
-        event = RunEnd(run_id=run_id, kind=kind, end_time_ns=time.time_ns(), error=error, record=record)
+    def _emit_end(
+        self, run_id: UUID, kind: RunKind, error: BaseException | None, record: CallRecord | None
+    ) -> None:
+        event = RunEnd(
+            run_id=run_id, kind=kind, end_time_ns=time.time_ns(), error=error, record=record
+        )
         for listener in self._listeners:
             try:
                 listener.on_run_end(event)
@@ -499,8 +623,14 @@ def _validate_options(store: Any, redactor: Any, max_payload_chars: Any) -> None
             'TraceStore() or TraceStore("memory://").'
         )
     if redactor is not None and not callable(redactor):
-        raise TypeError(f"redactor={redactor!r} is not callable: pass a function CallRecord -> CallRecord.")
-    if isinstance(max_payload_chars, bool) or not isinstance(max_payload_chars, int) or max_payload_chars < 1:
+        raise TypeError(
+            f"redactor={redactor!r} is not callable: pass a function CallRecord -> CallRecord."
+        )
+    if (
+        isinstance(max_payload_chars, bool)
+        or not isinstance(max_payload_chars, int)
+        or max_payload_chars < 1
+    ):
         raise ValueError(
             f"max_payload_chars={max_payload_chars!r} is invalid: pass a positive number of "
             f"characters (default {DEFAULT_MAX_CHARS})."
@@ -519,7 +649,7 @@ def _span_listener(tracer_provider: Any) -> RunListener:
 
 
 def _node_path(metadata: Mapping[str, Any]) -> str | None:
-    """The node path `outer/inner` from `langgraph_checkpoint_ns` (`outer:<task>|inner:<task>`)."""
+    """Return the node path `outer/inner` from `langgraph_checkpoint_ns` (`a:<id>|b:<id>`)."""
     checkpoint_ns = metadata.get("langgraph_checkpoint_ns")
     if checkpoint_ns:
         return "/".join(segment.partition(":")[0] for segment in checkpoint_ns.split("|"))
@@ -553,8 +683,12 @@ def _response_message(generation: Any, limiter: PayloadLimiter) -> Message | Non
         return None
     message = getattr(generation, "message", None)
     if message is None:
-        return Message(role="assistant", content=limiter.text(getattr(generation, "text", "") or ""))
+        return Message(
+            role="assistant", content=limiter.text(getattr(generation, "text", "") or "")
+        )
     converted, _ = convert_message(message, limiter)
     if converted.role != "assistant":
-        converted = Message(role="assistant", content=converted.content, tool_calls=converted.tool_calls)
+        converted = Message(
+            role="assistant", content=converted.content, tool_calls=converted.tool_calls
+        )
     return converted

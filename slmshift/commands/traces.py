@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import re
 import sys
 from collections.abc import Callable
@@ -78,11 +79,11 @@ def _add_filters(parser: argparse.ArgumentParser, *, default_limit: int | None, 
     )
     parser.add_argument("--until", metavar="TIME", help="only calls started before TIME (same forms as --since)")
     if with_limit:
-        limit_help = "most calls to show, the latest ones" if default_limit else "most calls to write, the oldest ones"
-        default_text = f"default: {default_limit}" if default_limit else "default: all"
-        parser.add_argument(
-            "--limit", type=int, default=default_limit, metavar="N", help=f"{limit_help} ({default_text})"
-        )
+        if default_limit:
+            limit_help = f"maximum number of calls to show, the latest ones (default: {default_limit})"
+        else:
+            limit_help = "maximum number of calls to include, the oldest ones (default: all)"
+        parser.add_argument("--limit", type=int, default=default_limit, metavar="N", help=limit_help)
     add_common_options(parser)
 
 
@@ -119,15 +120,25 @@ def run_export(args: argparse.Namespace) -> int:
     filters = _filters(args)
     with _open_store(args.store) as store:
         if args.file == "-":
-            count = store.export_jsonl(sys.stdout, **filters)
-            sys.stdout.flush()
-            print(f"Exported {count} calls from {args.store} to stdout.", file=sys.stderr)
-            return 0
+            return _export_to_stdout(store, args.store, filters)
         try:
             count = store.export_jsonl(args.file, **filters)
         except OSError as exc:
             raise CommandError(f"Failed to write {args.file}: {exc.strerror or exc}.") from exc
-    print(f"Exported {count} calls from {args.store} to {args.file} (JSON Lines, mode 0600).")
+    print(f"Exported {count} calls from {args.store} to {args.file} (JSON Lines).")
+    return 0
+
+
+def _export_to_stdout(store: Any, url: str, filters: dict[str, Any]) -> int:
+    try:
+        count = store.export_jsonl(sys.stdout, **filters)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader (`head`, for example) has gone: stop quietly, as shell tools do.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+    print(f"Exported {count} calls from {url} to stdout.", file=sys.stderr)
     return 0
 
 

@@ -1,8 +1,8 @@
 """Conversion between call records and the rows of the SQL trace stores.
 
-A row keeps the fields that queries filter and group on in plain columns, and everything a
-user or a model wrote (messages, response, tools, error text, metadata) in one JSON `payload`
-column, so that a store can encrypt the payload alone and still filter on the columns.
+A row keeps the fields that queries filter and group on in plain columns. Everything a user or
+a model wrote (messages, response, tools, error text, metadata) goes into one JSON `payload`
+column, so a store can encrypt the payload alone and still filter on the columns.
 """
 
 from __future__ import annotations
@@ -38,7 +38,8 @@ COLUMNS: tuple[str, ...] = (
     "payload",
 )
 
-# Record fields that hold user or model content; they go into the payload column.
+# Record fields that hold user or model content; they go into the payload column
+# (`record_to_row` builds the payload from them field by field, for speed).
 PAYLOAD_FIELDS: tuple[str, ...] = (
     "messages",
     "tools",
@@ -47,6 +48,16 @@ PAYLOAD_FIELDS: tuple[str, ...] = (
     "tool_choice",
     "response_format",
     "metadata",
+)
+
+
+SQLITE_MIN_INTEGER = -(2**63)
+SQLITE_MAX_INTEGER = 2**63 - 1
+
+# One encoder for every row: `json.dumps` with options builds a new encoder on each call.
+# Without the circular check, a self-referencing metadata dict raises RecursionError instead.
+_PAYLOAD_ENCODER = json.JSONEncoder(
+    ensure_ascii=False, separators=(",", ":"), allow_nan=False, check_circular=False
 )
 
 
@@ -59,11 +70,20 @@ def record_to_row(record: CallRecord) -> tuple[Any, ...]:
     """Return the column values of `record`, in `COLUMNS` order.
 
     Raises:
-        TypeError, ValueError: a value in the record cannot be written as JSON.
+        TypeError, ValueError, RecursionError: a value in the record cannot be written as JSON,
+            its text is not valid Unicode (a lone surrogate), or a count exceeds 64 bits; SQLite
+            would reject the last two.
     """
-    data = record.to_dict()
-    payload = {name: data[name] for name in PAYLOAD_FIELDS}
-    return (
+    payload = {
+        "messages": [message.to_dict() for message in record.messages],
+        "tools": [tool.to_dict() for tool in record.tools],
+        "response": record.response.to_dict() if record.response is not None else None,
+        "error": record.error,
+        "tool_choice": record.tool_choice,
+        "response_format": record.response_format,
+        "metadata": record.metadata,
+    }
+    row = (
         record.id,
         record.trace_id,
         record.parent_id,
@@ -80,8 +100,15 @@ def record_to_row(record: CallRecord) -> tuple[Any, ...]:
         record.finish_reason,
         record.step,
         record.schema_version,
-        json.dumps(payload, ensure_ascii=False, separators=(",", ":"), allow_nan=False),
+        _PAYLOAD_ENCODER.encode(payload),
     )
+    # Checked here, so a bad record is rejected alone instead of failing every retry of its batch.
+    for value in row:
+        if isinstance(value, str):
+            value.encode("utf-8")
+        elif isinstance(value, int) and not SQLITE_MIN_INTEGER <= value <= SQLITE_MAX_INTEGER:
+            raise ValueError(f"Integer {value} does not fit a 64-bit SQLite column.")
+    return row
 
 
 def row_to_record(row: Sequence[Any] | Mapping[str, Any]) -> CallRecord:

@@ -1,10 +1,10 @@
 """A background batch writer shared by the SQL trace stores.
 
-`BatchWriter` moves records off the caller's thread: `submit` puts a record on a bounded queue
-and returns at once, and one writer thread takes records off the queue in batches and hands
-each batch to the backend's `write_batch`, which writes it in one transaction. A batch whose
-write raises is retried with exponential backoff until the fault clears, while new records
-wait in the bounded queue; once the queue is full, `submit` drops records and counts them.
+`BatchWriter` moves records off the caller's thread. `submit` puts a record on a bounded queue
+and returns at once. One writer thread takes records off the queue in batches and passes each
+batch to the backend's `write_batch`, which writes it in one transaction. A batch whose write
+raises is retried with exponential backoff until the fault clears, while new records wait in
+the queue. Once the queue is full, `submit` drops records and counts them.
 """
 
 from __future__ import annotations
@@ -157,10 +157,13 @@ class BatchWriter(Generic[T]):
             self._drop(1, "the writer is closed or belongs to another process")
             return False
         try:
-            self._queue.put(record, timeout=self._submit_timeout_s)
+            self._queue.put_nowait(record)
         except queue.Full:
-            self._drop(1, "the write queue is full")
-            return False
+            try:
+                self._queue.put(record, timeout=self._submit_timeout_s)
+            except queue.Full:
+                self._drop(1, "the write queue is full")
+                return False
         self._count("queued", 1)
         return True
 
@@ -183,8 +186,8 @@ class BatchWriter(Generic[T]):
     def close(self, timeout: float | None = DEFAULT_CLOSE_TIMEOUT_S) -> bool:
         """Write what is queued, then stop the writer thread; later `submit` calls drop.
 
-        A batch that still fails when `timeout` seconds have passed is given up: its records
-        and those still queued are counted as dropped and logged. Returns True when the writer
+        A failing batch whose next retry would end after `timeout` seconds is given up: its
+        records, and those queued behind it that fail too, are counted as dropped and logged. Returns True when the writer
         stopped with nothing left unwritten. Calling `close` again is harmless.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -213,11 +216,6 @@ class BatchWriter(Generic[T]):
         """A snapshot of the counters: queued, written, dropped, failed and retries."""
         with self._counter_lock:
             return dict(self._counters)
-
-    @property
-    def pending(self) -> int:
-        """Records (and control items) still on the queue; approximate while writes go on."""
-        return self._queue.qsize()
 
     # -- writer thread ---------------------------------------------------------------------
 
@@ -279,11 +277,12 @@ class BatchWriter(Generic[T]):
                 failures += 1
                 self._count("failed", 1)
                 self._log_failure(len(batch), failures)
-                if self._should_give_up(failures):
+                delay = self._backoff_s(failures)
+                if self._should_give_up(failures, delay):
                     self._give_up(batch, failures)
                     return
                 self._count("retries", 1)
-                self._sleep_before_retry(failures)
+                self._sleep_before_retry(delay)
                 continue
             self._count("written", len(batch))
             if failures:
@@ -313,11 +312,16 @@ class BatchWriter(Generic[T]):
                 exc_info=True,
             )
 
-    def _should_give_up(self, failures: int) -> bool:
+    def _backoff_s(self, failures: int) -> float:
+        # The exponent is capped: 2.0 ** 1100 overflows a float after a long outage.
+        return min(self._retry_initial_s * 2.0 ** min(failures - 1, 60), self._retry_max_s)
+
+    def _should_give_up(self, failures: int, delay: float) -> bool:
+        """Return True when retries are exhausted or the next one would end after `close`'s timeout."""
         if self._max_retries is not None and failures > self._max_retries:
             return True
         deadline = self._close_deadline
-        return self._closed and deadline is not None and time.monotonic() >= deadline
+        return self._closed and deadline is not None and time.monotonic() + delay >= deadline
 
     def _give_up(self, batch: Sequence[T], failures: int) -> None:
         logger.error(
@@ -329,15 +333,14 @@ class BatchWriter(Generic[T]):
         )
         self._count("dropped", len(batch))
 
-    def _sleep_before_retry(self, failures: int) -> None:
-        delay = min(self._retry_initial_s * 2 ** (failures - 1), self._retry_max_s)
-        deadline = self._close_deadline
-        if self._closed and deadline is not None:
-            delay = max(0.0, min(delay, deadline - time.monotonic()))
-        # `close` sets the event so that a long backoff does not outlast its timeout.
+    def _sleep_before_retry(self, delay: float) -> None:
+        if self._closed:
+            # `_should_give_up` has checked that this sleep ends before the close timeout.
+            time.sleep(delay)
+            return
+        # `close` sets the event, so that a long backoff does not outlast its timeout.
         self._wakeup.wait(delay)
-        if not self._closed:
-            self._wakeup.clear()
+        self._wakeup.clear()
 
     # -- counters --------------------------------------------------------------------------
 

@@ -257,7 +257,10 @@ def _backend_for(url: str | Path | None) -> type[TraceStore]:
 
 
 def open_private(path: str | Path) -> IO[str]:
-    """Open `path` for writing text, created (or truncated) with mode 0600: traces are private."""
+    """Open `path` for writing text; a new file gets mode 0600 because traces are private.
+
+    An existing file is truncated and keeps its mode.
+    """
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     return os.fdopen(descriptor, "w", encoding="utf-8")
 

@@ -1,8 +1,9 @@
 """The embedded trace store: one SQLite file in WAL mode, written by a background batch writer.
 
-Several threads and several processes may write to one file: each store object has its own
-writer thread and connections, SQLite's file locks serialise the write transactions, the busy
-timeout makes a writer wait for the lock, and a batch that still hits a locked file is retried.
+Several threads and several processes may write to one file. Each store object has its own
+writer thread and connections, and SQLite's file locks serialise the write transactions. The
+busy timeout makes a writer wait for the lock, and a batch that still finds the file locked is
+retried by the `BatchWriter`.
 """
 
 from __future__ import annotations
@@ -63,8 +64,11 @@ class SQLiteTraceStore(TraceStore):
         busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS,
         **writer_options: Any,
     ) -> None:
-        self.path = resolve_path(url)
+        # Absolute, so that connections opened after a change of working folder open this file.
+        self.path = resolve_path(url).absolute()
+        self._pid = os.getpid()
         self._busy_timeout_s = busy_timeout_ms / 1000
+        self._closing = False
         self._closed = False
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
@@ -74,8 +78,15 @@ class SQLiteTraceStore(TraceStore):
         self._rejected_lock = threading.Lock()
         self._warn_rejected = RateLimitedLog(logger, logging.WARNING)
 
-        _prepare_files(self.path)
-        self._open_schema()
+        _create_files(self.path)
+        try:
+            self._open_schema()
+        except BaseException:
+            self._close_connections()
+            raise
+        # Tightened only once the file is known to be a store: a foreign file is left as it was.
+        for candidate in (self.path, Path(f"{self.path}-wal"), Path(f"{self.path}-shm")):
+            _make_private(candidate)
         self._writer: BatchWriter[tuple[Any, ...]] = BatchWriter(
             self._write_rows, name=f"slmshift-sqlite-writer:{self.path.name}", **writer_options
         )
@@ -89,10 +100,9 @@ class SQLiteTraceStore(TraceStore):
     def add(self, record: CallRecord) -> bool:
         """Queue `record` for the writer thread; return False when it was dropped.
 
-        The record is turned into a row here, on the caller's thread, so that later changes
-        to its metadata dict do not reach the store and a record that cannot be written as
-        JSON is rejected at once (counted in `dropped`) instead of failing a whole batch.
-        Never raises.
+        The record is turned into a row here, on the caller's thread, so later changes to its
+        metadata dict do not reach the store. A record that cannot be written as JSON is
+        rejected at once (counted in `dropped`) instead of failing a whole batch. Never raises.
         """
         try:
             row = record_to_row(record)
@@ -138,15 +148,15 @@ class SQLiteTraceStore(TraceStore):
 
     def close(self, timeout: float | None = DEFAULT_CLOSE_TIMEOUT_S) -> None:
         """Write the queued records (waiting up to `timeout` seconds) and close the file."""
-        if self._closed:
-            return
-        self._closed = True
+        with self._connections_lock:
+            if self._closing:
+                return
+            self._closing = True
         atexit.unregister(self._close_at_exit)
         self._writer.close(timeout)
-        with self._connections_lock:
-            connections, self._connections = self._connections, []
-        for connection in connections:
-            connection.close()
+        # Only now: the writer thread opens its connection while writing the last batches.
+        self._closed = True
+        self._close_connections()
 
     @property
     def stats(self) -> dict[str, int]:
@@ -242,14 +252,20 @@ class SQLiteTraceStore(TraceStore):
             # the last commits can be lost if the machine loses power (the file stays
             # consistent). "Committed" in this store means committed to the WAL.
             connection.execute("PRAGMA synchronous = NORMAL")
-        except sqlite3.Error as exc:
+        except sqlite3.OperationalError as exc:
             raise StoreError(f"Failed to open the trace store {self.path}: {exc}.") from exc
+        except sqlite3.DatabaseError as exc:
+            raise _not_a_store(self.path, exc) from exc
         with self._connections_lock:
             self._connections.append(connection)
         return connection
 
     def _connection(self) -> sqlite3.Connection:
-        """Return this thread's reading (and `add_many`) connection."""
+        """Return this thread's reading (and `add_many`) connection.
+
+        NOTE: connections of threads that have ended stay open until `close`; a program that
+        reads from many short-lived threads should reuse threads (a pool) or reopen the store.
+        """
         connection = getattr(self._local, "connection", None)
         if self._closed:
             raise StoreError(f"The trace store {self.path} is closed: open a new TraceStore.")
@@ -257,6 +273,12 @@ class SQLiteTraceStore(TraceStore):
             connection = self._connect()
             self._local.connection = connection
         return connection
+
+    def _close_connections(self) -> None:
+        with self._connections_lock:
+            connections, self._connections = self._connections, []
+        for connection in connections:
+            connection.close()
 
     def _open_schema(self) -> None:
         connection = self._connect()
@@ -267,10 +289,7 @@ class SQLiteTraceStore(TraceStore):
         except sqlite3.OperationalError as exc:
             raise StoreError(f"Failed to open the trace store {self.path}: {exc}.") from exc
         except sqlite3.DatabaseError as exc:
-            raise StoreError(
-                f"{self.path} is not a slmshift trace store ({exc}): pass another --store path, "
-                "or move the file away."
-            ) from exc
+            raise _not_a_store(self.path, exc) from exc
         self._local.connection = connection
 
     def _check_file(self, connection: sqlite3.Connection) -> None:
@@ -317,7 +336,9 @@ class SQLiteTraceStore(TraceStore):
             logger.debug("Closing a failed writer connection to %s raised.", self.path, exc_info=True)
 
     def _close_at_exit(self) -> None:
-        self.close(EXIT_FLUSH_TIMEOUT_S)
+        # A forked child inherits the hook but not the writer thread; its connections are the parent's.
+        if os.getpid() == self._pid:
+            self.close(EXIT_FLUSH_TIMEOUT_S)
 
     def _to_record(self, row: tuple[Any, ...]) -> CallRecord:
         try:
@@ -344,8 +365,8 @@ def resolve_path(url: str | Path | None) -> Path:
     return Path(text).expanduser()
 
 
-def _prepare_files(path: Path) -> None:
-    """Create the folder (0700) and the file (0600) before SQLite does, and tighten loose modes."""
+def _create_files(path: Path) -> None:
+    """Create the folder (0700) and the file (0600) before SQLite does."""
     folder = path.parent
     if not folder.exists():
         try:
@@ -357,8 +378,6 @@ def _prepare_files(path: Path) -> None:
     except OSError as exc:
         raise StoreError(f"Failed to open the trace store {path}: {exc}.") from exc
     os.close(descriptor)
-    for candidate in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
-        _make_private(candidate)
 
 
 def _make_private(path: Path) -> None:
@@ -413,8 +432,15 @@ def _where_clause(query: RecordQuery) -> tuple[str, list[Any]]:
 def _row_or_raise(record: CallRecord) -> tuple[Any, ...]:
     try:
         return record_to_row(record)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, RecursionError) as exc:
         raise RecordError(f"Record {record.id} cannot be stored as JSON: {exc}. Nothing was written.") from exc
+
+
+def _not_a_store(path: Path, exc: sqlite3.DatabaseError) -> StoreError:
+    return StoreError(
+        f"{path} is not a slmshift trace store ({exc}): pass another --store path, or move the "
+        "file away."
+    )
 
 
 def _first_line(exc: BaseException) -> str:
