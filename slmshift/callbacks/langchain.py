@@ -188,7 +188,7 @@ class LangChainTraceHandler(BaseCallbackHandler):
         self._members: dict[UUID, list[UUID]] = {}
         self._listeners: list[RunListener] = list(listeners)
         if tracer_provider is not None:
-            self.add_listener(_span_listener(tracer_provider))
+            self.add_listener(_span_listener(tracer_provider, agent))
 
     # -- public ------------------------------------------------------------------------------
 
@@ -637,7 +637,7 @@ def _validate_options(store: Any, redactor: Any, max_payload_chars: Any) -> None
         )
 
 
-def _span_listener(tracer_provider: Any) -> RunListener:
+def _span_listener(tracer_provider: Any, agent: str | None) -> RunListener:
     try:
         from slmshift.integrations.opentelemetry import SpanListener
     except ImportError as exc:
@@ -645,7 +645,7 @@ def _span_listener(tracer_provider: Any) -> RunListener:
             "tracer_provider= needs slmshift.integrations.opentelemetry.SpanListener and the "
             "OpenTelemetry SDK: install slmshift[otel]."
         ) from exc
-    return SpanListener(tracer_provider)
+    return SpanListener(tracer_provider, agent=agent)
 
 
 def _node_path(metadata: Mapping[str, Any]) -> str | None:
