@@ -21,11 +21,15 @@ The OTel configurations use the SDK's default `BatchSpanProcessor` and an
 Two measurements:
 1. overhead: median microseconds per model call over several batches, per configuration,
    with configurations interleaved over `--rounds` rounds;
-2. sustained load: `--threads` threads invoke the graph for `--sustained-calls` model calls
-   as fast as they can; afterwards the store or exporter is flushed and the captured model
-   calls are counted (records in the store; LLM spans for the span-based peers).
+2. function calls: Python function calls per model call on the agent's thread, counted with
+   cProfile. The count does not depend on machine load, so it backs the CPU-time ratios on a
+   shared machine, but it leaves out background threads and calls into C;
+3. sustained load: `--threads` threads invoke the graph for `--sustained-calls` model calls
+   as fast as they can. Then the store or exporter is flushed and the captured model calls
+   are counted: records in the store, LLM spans for the span-based peers.
 
-Run: `python bench/capture_overhead.py` (about 3 minutes on 2 cores); `--quick` for a smoke run.
+Run: `python bench/capture_overhead.py` (about 25 minutes on a 2-core machine shared with
+other jobs); `--quick` for a smoke run, `--measurements calls` for the call count alone.
 """
 
 from __future__ import annotations
@@ -161,7 +165,9 @@ def setup_slmshift_spans(*, queue: bool = False) -> Setup:
     try:
         from slmshift.integrations.opentelemetry import SpanListener  # noqa: F401
     except ImportError as exc:
-        raise Unavailable("slmshift.integrations.opentelemetry.SpanListener has not landed") from exc
+        raise Unavailable(
+            "slmshift.integrations.opentelemetry.SpanListener has not landed"
+        ) from exc
     provider, exporter = _otel_provider(queue=queue)
     setup = _slmshift_setup("memory://", tracer_provider=provider)
     count_records = setup.count_captured
@@ -296,6 +302,26 @@ def run_sustained(setup: Setup, calls: int, threads: int) -> dict[str, Any]:
     return {"calls": made, "calls_per_s": made / elapsed, **counts}
 
 
+def run_call_count(setup: Setup, invocations: int) -> dict[str, Any]:
+    import cProfile
+    import pstats
+
+    from langchain_core.messages import HumanMessage
+
+    graph = build_graph()
+    config = {"callbacks": setup.callbacks}
+    inputs = {"messages": [HumanMessage(USER_MESSAGE)]}
+    for _ in range(20):
+        graph.invoke(inputs, config)
+    profile = cProfile.Profile()
+    profile.enable()
+    for _ in range(invocations):
+        graph.invoke(inputs, config)
+    profile.disable()
+    total_calls = pstats.Stats(profile).total_calls
+    return {"function_calls_per_call": total_calls / (invocations * CALLS_PER_INVOCATION)}
+
+
 def child_main(args: argparse.Namespace) -> None:
     try:
         setup = SETUPS[args.child]()
@@ -304,6 +330,8 @@ def child_main(args: argparse.Namespace) -> None:
         return
     if args.mode == "overhead":
         result = run_overhead(setup, args.invocations, args.batches)
+    elif args.mode == "calls":
+        result = run_call_count(setup, 100)
     else:
         result = run_sustained(setup, args.sustained_calls, args.threads)
     print(json.dumps(result))
@@ -361,40 +389,62 @@ def measure_overhead(args: argparse.Namespace) -> dict[str, list[float] | str]:
 
 
 def overhead_table(samples: dict[str, list[float] | str]) -> str:
-    """Format medians and minimums; on a shared machine noise only adds CPU time, so the
-    minimum of the batches is the steadier estimate of the intrinsic cost. The last column
-    compares each overhead (median) with the cheaper peer's."""
+    """Format medians and minimums of CPU time per model call.
+
+    On a shared machine, noise only adds CPU time, so the minimum of the batches is the
+    steadier estimate of the intrinsic cost.
+    """
     measured = {name: values for name, values in samples.items() if not isinstance(values, str)}
     medians = {name: statistics.median(values) for name, values in measured.items()}
     minimums = {name: min(values) for name, values in measured.items()}
     ours_median = medians.get("slmshift-memory", float("nan")) - medians["none"]
     ours_min = minimums.get("slmshift-memory", float("nan")) - minimums["none"]
-    peer_overheads = [medians[name] - medians["none"] for name in PEERS if name in medians]
-    cheaper_peer = min(peer_overheads) if peer_overheads else float("nan")
     lines = [
         "| configuration | CPU µs/call, median | overhead, median | × ours, median "
-        "| CPU µs/call, min | overhead, min | × ours, min | overhead / cheaper peer's |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| CPU µs/call, min | overhead, min | × ours, min |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for name in samples:
         if name not in measured:
-            lines.append(f"| {name} | n/a: {samples[name]} | | | | | | |")
+            lines.append(f"| {name} | n/a: {samples[name]} | | | | | |")
             continue
         overhead_median = medians[name] - medians["none"]
         overhead_min = minimums[name] - minimums["none"]
-        peer_ratio = overhead_median / cheaper_peer if cheaper_peer > 0 and name != "none" else float("nan")
-        peer_text = f"{peer_ratio:.2f}" if peer_ratio == peer_ratio else "–"
         lines.append(
             f"| {name} | {medians[name]:.1f} | {overhead_median:.1f} "
             f"| {_ratio(name, overhead_median, ours_median)} | {minimums[name]:.1f} "
-            f"| {overhead_min:.1f} | {_ratio(name, overhead_min, ours_min)} | {peer_text} |"
+            f"| {overhead_min:.1f} | {_ratio(name, overhead_min, ours_min)} |"
         )
-    spans_increment = medians.get("slmshift-spans", float("nan")) - medians.get("slmshift-memory", float("nan"))
-    if spans_increment == spans_increment and cheaper_peer > 0:
-        lines.append(
-            f"\nSpan emission alone (slmshift-spans minus slmshift-memory): {spans_increment:.1f} µs per call, "
-            f"{spans_increment / cheaper_peer:.2f} of the cheaper peer's overhead."
-        )
+    return "\n".join(lines)
+
+
+def peer_table(samples: dict[str, list[float] | str]) -> str:
+    """Format span emission against the cheaper of the two peers, on medians and minimums."""
+    measured = {name: values for name, values in samples.items() if not isinstance(values, str)}
+    if not all(name in measured for name in ("none", "slmshift-memory", *PEERS)):
+        return ""
+    lines = [
+        "| configuration | overhead / cheaper peer's, median | overhead / cheaper peer's, min |",
+        "|---|---:|---:|",
+    ]
+    statistics_by_kind = {"median": statistics.median, "min": min}
+    cheaper = {
+        kind: min(pick(measured[peer]) - pick(measured["none"]) for peer in PEERS)
+        for kind, pick in statistics_by_kind.items()
+    }
+    rows = [name for name in ("slmshift-memory", "slmshift-spans", "slmshift-spans-queue") if name in measured]
+    for name in rows:
+        cells = []
+        for kind, pick in statistics_by_kind.items():
+            overhead = pick(measured[name]) - pick(measured["none"])
+            cells.append(f"{overhead / cheaper[kind]:.2f}" if cheaper[kind] > 0 else "–")
+        lines.append(f"| {name} | {cells[0]} | {cells[1]} |")
+    if "slmshift-spans" in measured:
+        cells = []
+        for kind, pick in statistics_by_kind.items():
+            increment = pick(measured["slmshift-spans"]) - pick(measured["slmshift-memory"])
+            cells.append(f"{increment / cheaper[kind]:.2f}" if cheaper[kind] > 0 else "–")
+        lines.append(f"| span emission alone (spans minus memory) | {cells[0]} | {cells[1]} |")
     return "\n".join(lines)
 
 
@@ -430,6 +480,27 @@ def sustained_table(args: argparse.Namespace) -> str:
     return "\n".join(lines)
 
 
+def call_count_table(args: argparse.Namespace) -> str:
+    counts: dict[str, float | str] = {}
+    for config in args.configs:
+        result = run_child(config, "calls", args)
+        counts[config] = result.get("unavailable") or result["function_calls_per_call"]
+    baseline = counts["none"]
+    ours = counts.get("slmshift-memory")
+    lines = [
+        "| configuration | Python calls per model call | added calls | × ours |",
+        "|---|---:|---:|---:|",
+    ]
+    for name, value in counts.items():
+        if isinstance(value, str):
+            lines.append(f"| {name} | n/a: {value} | | |")
+            continue
+        added = value - baseline  # type: ignore[operator]
+        ours_added = ours - baseline if isinstance(ours, float) else float("nan")  # type: ignore[operator]
+        lines.append(f"| {name} | {value:.0f} | {added:.0f} | {_ratio(name, added, ours_added)} |")
+    return "\n".join(lines)
+
+
 def machine_line() -> str:
     cores = os.cpu_count()
     memory_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
@@ -441,7 +512,10 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--child", choices=sorted(SETUPS), help=argparse.SUPPRESS)
     parser.add_argument(
-        "--mode", choices=("overhead", "sustained"), default="overhead", help=argparse.SUPPRESS
+        "--mode",
+        choices=("overhead", "sustained", "calls"),
+        default="overhead",
+        help=argparse.SUPPRESS,
     )
     parser.add_argument(
         "--configs",
@@ -458,9 +532,16 @@ def parse_args() -> argparse.Namespace:
         "--rounds", type=int, default=4, help="times each configuration is run, interleaved"
     )
     parser.add_argument(
-        "--sustained-calls", type=int, default=30_000, help="model calls in the sustained-load run"
+        "--sustained-calls", type=int, default=15_000, help="model calls in the sustained-load run"
     )
     parser.add_argument("--threads", type=int, default=4, help="threads in the sustained-load run")
+    parser.add_argument(
+        "--measurements",
+        nargs="+",
+        choices=("overhead", "calls", "sustained"),
+        default=["overhead", "calls", "sustained"],
+        help="measurements to run",
+    )
     parser.add_argument("--quick", action="store_true", help="small numbers, for a smoke run")
     args = parser.parse_args()
     if args.quick:
@@ -477,13 +558,23 @@ def main() -> None:
         args.configs = ["none", *args.configs]
     print(f"machine: {machine_line()}")
     print(f"command: python bench/capture_overhead.py {' '.join(sys.argv[1:])}".rstrip())
-    print("\nPer-model-call overhead (3-node graph, one fake model call per node):\n")
-    print(overhead_table(measure_overhead(args)))
-    print(
-        f"\nSustained load ({args.sustained_calls} model calls, {args.threads} threads, "
-        "as fast as possible):\n"
-    )
-    print(sustained_table(args))
+    if "overhead" in args.measurements:
+        print("\nPer-model-call CPU time (3-node graph, one fake model call per node):\n")
+        samples = measure_overhead(args)
+        print(overhead_table(samples))
+        comparison = peer_table(samples)
+        if comparison:
+            print("\nOverhead relative to the cheaper of OpenInference and OpenLLMetry:\n")
+            print(comparison)
+    if "calls" in args.measurements:
+        print("\nPython function calls per model call on the agent's thread (cProfile):\n")
+        print(call_count_table(args))
+    if "sustained" in args.measurements:
+        print(
+            f"\nSustained load ({args.sustained_calls} model calls, {args.threads} threads, "
+            "as fast as possible):\n"
+        )
+        print(sustained_table(args))
 
 
 if __name__ == "__main__":

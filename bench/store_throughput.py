@@ -39,7 +39,9 @@ def make_records(count: int) -> list[CallRecord]:
             provider="openai",
             messages=(
                 Message("system", "Classify the customer request into one of 77 banking intents."),
-                Message("user", f"I still have not received my new card, it has been {number} days."),
+                Message(
+                    "user", f"I still have not received my new card, it has been {number} days."
+                ),
             ),
             response=Message("assistant", "card_arrival"),
             usage=Usage(input_tokens=60, output_tokens=3),

@@ -3,6 +3,8 @@ PostgreSQL store tests, and the tiny local SLMs the swap and fallback tests serv
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
 from slmshift.store import TraceStore
@@ -11,7 +13,7 @@ pytest_plugins = ["tests.postgres_server", "conftest_swap_models"]
 
 
 @pytest.fixture
-def memory_store() -> TraceStore:
+def memory_store() -> Iterator[TraceStore]:
     store = TraceStore("memory://")
     yield store
     store.close()

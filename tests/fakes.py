@@ -163,7 +163,7 @@ def _openai_tool_choice(tool_choice: Any) -> Any:
 def tool_call_message(
     name: str, args: dict[str, Any], *, call_id: str = "call_1", usage: dict[str, int] | None = None
 ) -> AIMessage:
-    """An answer that is only a tool call, as providers return it (empty text)."""
+    """Build a response that is only a tool call, as providers return it (empty text)."""
     message = AIMessage(
         content="", tool_calls=[{"name": name, "args": args, "id": call_id, "type": "tool_call"}]
     )
@@ -178,7 +178,7 @@ def tool_call_message(
 def text_message(
     text: str, *, input_tokens: int | None = None, output_tokens: int | None = None
 ) -> AIMessage:
-    """A text answer, with usage when both counts are given."""
+    """Build a text response, with usage when both counts are given."""
     message = AIMessage(content=text)
     if input_tokens is not None and output_tokens is not None:
         message.usage_metadata = {

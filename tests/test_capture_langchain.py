@@ -711,3 +711,21 @@ def test_record_id_is_model_run_id(memory_store):
 
     assert record.id == str(start.run_id)
     assert events.ends[-1].record.id == record.id
+
+
+def test_async_streamed_tool_arguments_are_joined(memory_store):
+    args = {"city": "São Paulo", "units": "°C"}
+    model = ScriptedChatModel(responses=[tool_call_message("get_weather", args)], chunk_chars=2)
+    handler = LangChainTraceHandler(memory_store, agent="bot")
+
+    async def consume() -> list:
+        bound = model.bind_tools([get_weather])
+        return [piece async for piece in bound.astream("weather?", config={"callbacks": [handler]})]
+
+    pieces = asyncio.run(consume())
+    (record,) = memory_store.records()
+
+    assert sum(1 for piece in pieces if piece.tool_call_chunks) > 5
+    assert record.response.tool_calls[0].arguments == args
+    assert record.output_kind == "tool_call"
+    assert handler.active_runs == 0

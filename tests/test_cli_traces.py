@@ -179,7 +179,7 @@ def test_bad_import_file_leaves_store_unchanged(
         assert store.get("rec-0020") is None
 
 
-def test_import_of_empty_otlp_file_adds_nothing(store_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_import_of_empty_otlp_file(store_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     otlp = tmp_path / "spans.json"
     otlp.write_text(json.dumps({"resourceSpans": []}), encoding="utf-8")
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import statistics
 import threading
 import time
 
@@ -61,29 +62,31 @@ def silent_collector():
     listener.close()
 
 
-def _mean_call_ms(tracer_provider) -> tuple[float, MemoryTraceStore, LlamaIndexTraceHandler]:
+def _median_call_ms(tracer_provider) -> tuple[float, MemoryTraceStore, LlamaIndexTraceHandler]:
+    # The median, so that a burst of load from other processes on the machine does not count.
     store = MemoryTraceStore()
     llm = MockLLM()
     handler = LlamaIndexTraceHandler(store, agent="bot", tracer_provider=tracer_provider)
+    durations = []
     with handler:
         llm.complete("warm up")
-        started = time.perf_counter()
         for index in range(CALLS):
+            started = time.perf_counter()
             llm.complete(f"call {index}")
-        elapsed = time.perf_counter() - started
-    return elapsed * 1000 / CALLS, store, handler
+            durations.append(time.perf_counter() - started)
+    return statistics.median(durations) * 1000, store, handler
 
 
 @pytest.mark.parametrize("collector", ["closed port", "silent socket"])
 def test_dead_collector_adds_little_per_call(collector, request):
     port = _closed_port() if collector == "closed port" else request.getfixturevalue("silent_collector")
-    baseline_ms, _, _ = _mean_call_ms(None)
+    baseline_ms, _, _ = _median_call_ms(None)
     provider = otlp_tracer_provider(
         f"http://127.0.0.1:{port}", timeout_ms=EXPORT_TIMEOUT_MS, schedule_delay_ms=50
     )
-    with_spans_ms, store, handler = _mean_call_ms(provider)
+    with_spans_ms, store, handler = _median_call_ms(provider)
 
-    assert with_spans_ms - baseline_ms < 2.0, (baseline_ms, with_spans_ms)
+    assert with_spans_ms - baseline_ms < 1.0, (baseline_ms, with_spans_ms)
     assert store.count() == CALLS + 1
     assert handler.stats["errors"] == 0
 

@@ -160,3 +160,32 @@ def test_failed_model_call_span_has_error_status(spans):
     [chat] = [s for s in exporter.get_finished_spans() if s.attributes.get("gen_ai.operation.name") == "chat"]
     assert chat.status.is_ok is False
     assert chat.attributes["error.type"] == "ValueError"
+
+
+def test_agent_run_joins_ambient_span_only_when_asked(spans):
+    provider, exporter = spans
+    model = ScriptedChatModel(responses=["ok"])
+    outer_tracer = provider.get_tracer("app")
+    for join in (False, True):
+        handler = LangChainTraceHandler(MemoryTraceStore())
+        handler.add_listener(SpanListener(provider, join_ambient=join))
+        with outer_tracer.start_as_current_span(f"request join={join}") as request_span:
+            parallel_graph_sync(model).invoke({"answers": []}, {"callbacks": [handler]})
+        [run] = [s for s in exporter.get_finished_spans() if s.name.startswith("invoke_agent") and s.start_time >= request_span.start_time]
+        if join:
+            # Another instrumentation's span may sit in between, so check the trace.
+            assert run.context.trace_id == request_span.get_span_context().trace_id
+            assert run.parent is not None
+        else:
+            assert run.parent is None
+        exporter.clear()
+
+
+def parallel_graph_sync(model):
+    def node(state: State) -> dict:
+        return {"answers": [model.invoke([HumanMessage("q")]).content]}
+
+    builder = StateGraph(State)
+    builder.add_node("only", node)
+    builder.add_edge(START, "only")
+    return builder.compile()

@@ -72,13 +72,17 @@ class PayloadLimiter:
                 converted[key] = self.text(value)
             elif kind is int or kind is bool or value is None:
                 converted[key] = value
-            elif (kind is tuple or kind is list) and all(
-                type(item) is str and len(item) <= self.max_chars for item in value
-            ):
+            elif (kind is tuple or kind is list) and self._short_strings(value):
                 converted[key] = list(value)
             else:
                 converted[key] = self.json(value)
         return converted
+
+    def _short_strings(self, values: tuple[Any, ...] | list[Any]) -> bool:
+        for item in values:
+            if type(item) is not str or len(item) > self.max_chars:
+                return False
+        return True
 
 
 def convert_messages(

@@ -66,9 +66,9 @@ def to_jsonable(
 ) -> Any:
     """Return a JSON-safe form of `value`.
 
-    Strings longer than `max_chars` are truncated with a marker; lists and mappings keep at
-    most `max_items` entries (a marker entry gives how many were left out); nesting deeper than
-    `max_depth` and reference cycles become placeholder strings. Never raises for any input.
+    Strings longer than `max_chars` are truncated with a marker. Lists and mappings keep at
+    most `max_items` entries, and a marker entry gives how many were left out. Nesting deeper
+    than `max_depth` and reference cycles become placeholder strings. Never raises.
     """
     limits = _Limits(max_chars, max_items, max_depth)
     return _convert(value, limits, 0, set())

@@ -128,7 +128,11 @@ class LangChainTraceHandler(BaseCallbackHandler):
     `outer/inner` inside subgraphs) and `step` (the LangGraph step).
 
     The handler never raises into the agent: internal failures are logged and counted in
-    `stats`. The store writes off the agent's thread; `flush` waits for it.
+    `stats`. The SQLite and PostgreSQL stores write off the agent's thread; `flush` waits.
+
+    Calls the callbacks cannot see are not recorded: a model called with `callbacks=[]`, or
+    from a plain `ThreadPoolExecutor` inside a node, which drops the callback context
+    (langchain-core's `ContextThreadPoolExecutor` keeps it).
 
     Run listeners (the hook for OpenTelemetry spans): objects implementing
     `slmshift.callbacks.events.RunListener` get a `RunStart` and a `RunEnd` event for the agent
@@ -142,7 +146,8 @@ class LangChainTraceHandler(BaseCallbackHandler):
         tracer_provider: An OpenTelemetry `TracerProvider`; spans are emitted through it.
         redactor: Called with each record before it is stored, on the agent's thread; it
             returns the record to store. When it raises, the record is dropped and counted,
-            so unredacted data never reaches the store.
+            so unredacted data never reaches the store. NOTE: its time adds to every model
+            call, so a slow redactor (an NLP pipeline) slows the agent by that much.
         max_payload_chars: Longest text kept per payload (message content, tool-call
             arguments, schema or metadata value); longer text is cut and marked, and the
             record's metadata gets `"truncated": true`.
@@ -183,7 +188,7 @@ class LangChainTraceHandler(BaseCallbackHandler):
         self._members: dict[UUID, list[UUID]] = {}
         self._listeners: list[RunListener] = list(listeners)
         if tracer_provider is not None:
-            self.add_listener(_span_listener(tracer_provider))
+            self.add_listener(_span_listener(tracer_provider, agent))
 
     # -- public ------------------------------------------------------------------------------
 
@@ -416,6 +421,8 @@ class LangChainTraceHandler(BaseCallbackHandler):
         metadata = metadata or {}
         params = kwargs.get("invocation_params") or {}
         parent = self._runs.get(parent_run_id) if parent_run_id is not None else None
+        # NOTE: when the handler is attached to the model alone, the agent run is unknown and
+        # the direct parent run is used instead, so calls of one run get several trace ids.
         trace_id = parent.root if parent is not None else (parent_run_id or run_id)
         parent_id = (parent.node_run or parent_run_id) if parent is not None else parent_run_id
 
@@ -630,7 +637,7 @@ def _validate_options(store: Any, redactor: Any, max_payload_chars: Any) -> None
         )
 
 
-def _span_listener(tracer_provider: Any) -> RunListener:
+def _span_listener(tracer_provider: Any, agent: str | None) -> RunListener:
     try:
         from slmshift.integrations.opentelemetry import SpanListener
     except ImportError as exc:
@@ -638,7 +645,7 @@ def _span_listener(tracer_provider: Any) -> RunListener:
             "tracer_provider= needs slmshift.integrations.opentelemetry.SpanListener and the "
             "OpenTelemetry SDK: install slmshift[otel]."
         ) from exc
-    return SpanListener(tracer_provider)
+    return SpanListener(tracer_provider, agent=agent)
 
 
 def _node_path(metadata: Mapping[str, Any]) -> str | None:

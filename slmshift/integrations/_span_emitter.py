@@ -2,9 +2,10 @@
 
 A handler calls `SpanEmitter` with the run ids its framework gives it. Each span's parent is
 looked up by the parent's run id, never taken from the ambient OpenTelemetry context, so
-spans nest correctly under asyncio tasks, thread pools and parallel graph branches. Only a
-run without a parent run starts from the ambient context, so the agent's spans join a trace
-that the application already has open (a web request, for example).
+spans nest correctly under asyncio tasks, thread pools and parallel graph branches. An agent
+run starts a new trace, unless `join_ambient=True` lets it join the span that is current when
+the run starts (a web request's span, for example). That is off by default because other
+instrumentations attach spans of their own to the ambient context during a run.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ class SpanEmitter:
             record) before any content reaches a span.
         node_attribute: Framework-specific key that repeats the node name, such as
             `langgraph.node`; `slmshift.node` is always set.
+        join_ambient: Make an agent run's span a child of the span current when it starts.
 
     Thread contract: every method may be called from any thread, never raises (failures are
     logged and counted in `stats["errors"]`) and does not block on export.
@@ -63,6 +65,7 @@ class SpanEmitter:
         capture_content: bool | None = None,
         redactor: Redactor | None = None,
         node_attribute: str | None = None,
+        join_ambient: bool = False,
     ) -> None:
         from slmshift import __version__
 
@@ -70,10 +73,11 @@ class SpanEmitter:
         self.capture_content = _resolve_capture_content(capture_content)
         self.redactor = redactor
         self.node_attribute = node_attribute
+        self.join_ambient = join_ambient
         self._tracer = tracer_provider.get_tracer(TRACER_NAME, __version__)
         # Open spans by run id. Entries are removed when their span ends.
         self._spans: dict[Hashable, trace.Span] = {}
-        self._counters = {"spans": 0, "errors": 0}
+        self._counters = {"errors": 0}
         self._lock = threading.Lock()
 
     # -- runs, steps and tools ---------------------------------------------------------------
@@ -223,13 +227,12 @@ class SpanEmitter:
             if record.error is not None:
                 _mark_error(span, record.error)
             span.end(end_time=start_ns + int((record.latency_ms or 0) * 1_000_000))
-            self._add("spans")
         except Exception:  # noqa: BLE001 - tracing must never break the agent
             self._fail("emit a model-call span", record.id)
 
     @property
     def stats(self) -> dict[str, int]:
-        """Counters: spans started and internal errors."""
+        """Counters: internal errors, and spans open now."""
         with self._lock:
             return {**self._counters, "open": len(self._spans)}
 
@@ -246,13 +249,12 @@ class SpanEmitter:
     ) -> None:
         context = self._parent_context(parent_run_id, root=root)
         self._spans[run_id] = self._tracer.start_span(name, context=context, attributes=attributes)
-        self._add("spans")
 
     def _parent_context(self, parent_run_id: Hashable | None, *, root: bool) -> Context | None:
         parent = self._spans.get(parent_run_id) if parent_run_id is not None else None
         if parent is not None:
             return trace.set_span_in_context(parent, Context())
-        if root:
+        if root and self.join_ambient:
             return None
         # An unknown parent starts a new trace: the ambient span may belong to another branch.
         return Context()

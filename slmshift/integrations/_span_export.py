@@ -70,11 +70,13 @@ class QueueSpanProcessor(SpanProcessor):
         # A deque without maxlen: a full queue must reject the new span and count it, where a
         # maxlen deque would silently push out the oldest one.
         self._queue: collections.deque[ReadableSpan] = collections.deque()
-        self._counters = {"queued": 0, "exported": 0, "dropped": 0, "failed": 0}
+        # `queued` is derived in `stats`, so that `on_end` takes no lock on the common path.
+        self._counters = {"exported": 0, "dropped": 0, "failed": 0, "dropped_at_shutdown": 0}
         self._counter_lock = threading.Lock()
         self._wake = threading.Event()
         self._idle = threading.Condition()
         self._exporting = False
+        self._in_flight = 0
         self._shutdown = False
         self._last_drop_log = 0.0
         self._worker = threading.Thread(target=self._run, name="slmshift-span-export", daemon=True)
@@ -90,7 +92,6 @@ class QueueSpanProcessor(SpanProcessor):
             self._count_drop()
             return
         self._queue.append(span)
-        self._add("queued", 1)
         if len(self._queue) >= self._max_export_batch_size:
             self._wake.set()
 
@@ -123,6 +124,7 @@ class QueueSpanProcessor(SpanProcessor):
         if left:
             self._queue.clear()
             self._add("dropped", left)
+            self._add("dropped_at_shutdown", left)
         if not flushed:
             logger.warning(
                 "Span export did not finish within %d ms at shutdown; %d spans dropped.",
@@ -136,9 +138,15 @@ class QueueSpanProcessor(SpanProcessor):
 
     @property
     def stats(self) -> dict[str, int]:
-        """Counters: queued, exported, dropped and failed spans."""
+        """Counters: queued (accepted into the queue), exported, dropped and failed spans."""
         with self._counter_lock:
-            return dict(self._counters)
+            counters = dict(self._counters)
+        # Every accepted span is exported, failed, still queued, in the batch being exported,
+        # or dropped at shutdown.
+        at_shutdown = counters.pop("dropped_at_shutdown")
+        in_queue = len(self._queue) + self._in_flight
+        counters["queued"] = counters["exported"] + counters["failed"] + in_queue + at_shutdown
+        return counters
 
     # -- worker ------------------------------------------------------------------------------
 
@@ -155,15 +163,17 @@ class QueueSpanProcessor(SpanProcessor):
         batch = []
         with self._idle:
             self._exporting = True
-        while self._queue and len(batch) < self._max_export_batch_size:
-            batch.append(self._queue.popleft())
+            while self._queue and len(batch) < self._max_export_batch_size:
+                batch.append(self._queue.popleft())
+            self._in_flight = len(batch)
         try:
             result = self._exporter.export(batch)
         except Exception:  # noqa: BLE001 - a failing exporter must not kill the worker
             logger.exception("Span exporter %r raised; %d spans lost.", self._exporter, len(batch))
             result = SpanExportResult.FAILURE
-        self._add("exported" if result is SpanExportResult.SUCCESS else "failed", len(batch))
         with self._idle:
+            self._add("exported" if result is SpanExportResult.SUCCESS else "failed", len(batch))
+            self._in_flight = 0
             self._exporting = False
             self._idle.notify_all()
 

@@ -35,6 +35,7 @@ class SpanListener:
         agent: Agent name for the run spans (`gen_ai.agent.name`).
         capture_content: Put messages on model-call spans; see `SpanEmitter`.
         redactor: Used only for tool text; records arrive already redacted by the handler.
+        join_ambient: Make agent-run spans children of the span current when the run starts.
 
     Called on the agent's thread. Emitter failures are logged and counted in
     `emitter.stats`, and the handler counts anything else a listener raises.
@@ -47,6 +48,7 @@ class SpanListener:
         agent: str | None = None,
         capture_content: bool | None = None,
         redactor: Redactor | None = None,
+        join_ambient: bool = False,
     ) -> None:
         self.emitter = SpanEmitter(
             tracer_provider,
@@ -54,6 +56,7 @@ class SpanListener:
             capture_content=capture_content,
             redactor=redactor,
             node_attribute=sc.LANGGRAPH_NODE,
+            join_ambient=join_ambient,
         )
         # Runs without a span of their own, mapped to the nearest ancestor that has one.
         self._anchors: dict[Hashable, Hashable | None] = {}
