@@ -729,3 +729,17 @@ def test_async_streamed_tool_arguments_are_joined(memory_store):
     assert record.response.tool_calls[0].arguments == args
     assert record.output_kind == "tool_call"
     assert handler.active_runs == 0
+
+
+def test_fallback_inner_calls_not_recorded(memory_store):
+    handler = LangChainTraceHandler(memory_store, agent="bot")
+    model = ScriptedChatModel(responses=["inner answer"])
+
+    model.invoke("hello", config={"callbacks": [handler], "tags": ["slmshift:inner"]})
+    model.invoke("hello", config={"callbacks": [handler]})
+    handler.flush()
+
+    records = list(memory_store.records())
+    assert len(records) == 1
+    assert handler.stats.unmatched_events == 0
+    assert handler.active_runs == 0

@@ -64,6 +64,9 @@ _PARAMS_SKIPPED = frozenset(
 _MAX_ERROR_CHARS = 2_000
 # Tags LangChain and LangGraph add to every run to number sequence and graph steps.
 _INTERNAL_TAG_PREFIXES = ("seq:step:", "graph:step:")
+# Tag of the model calls a `FallbackChatModel` makes inside its own run. The wrapper's run is
+# the node's model call, so recording the inner calls too would count one call two or three times.
+INNER_RUN_TAG = "slmshift:inner"
 
 
 def _control_flow_exceptions() -> tuple[type[BaseException], ...]:
@@ -185,6 +188,7 @@ class LangChainTraceHandler(BaseCallbackHandler):
         # and concurrent runs never share a run id, so no lock is needed.
         self._runs: dict[UUID, _Run] = {}
         self._model_runs: dict[UUID, _ModelRun] = {}
+        self._inner_runs: set[UUID] = set()
         self._members: dict[UUID, list[UUID]] = {}
         self._listeners: list[RunListener] = list(listeners)
         if tracer_provider is not None:
@@ -213,7 +217,7 @@ class LangChainTraceHandler(BaseCallbackHandler):
     @property
     def active_runs(self) -> int:
         """How many runs the handler is holding state for; 0 once every run has ended."""
-        return len(self._runs) + len(self._model_runs) + len(self._members)
+        return len(self._runs) + len(self._model_runs) + len(self._members) + len(self._inner_runs)
 
     # -- chain, tool and retriever runs ------------------------------------------------------
 
@@ -362,6 +366,9 @@ class LangChainTraceHandler(BaseCallbackHandler):
         metadata: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
+        if tags and INNER_RUN_TAG in tags:
+            self._inner_runs.add(run_id)
+            return
         try:
             limiter = PayloadLimiter(self.max_payload_chars)
             sent = messages[0] if len(messages) == 1 else [m for batch in messages for m in batch]
@@ -383,6 +390,9 @@ class LangChainTraceHandler(BaseCallbackHandler):
         metadata: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
+        if tags and INNER_RUN_TAG in tags:
+            self._inner_runs.add(run_id)
+            return
         try:
             limiter = PayloadLimiter(self.max_payload_chars)
             converted = tuple(convert_prompt(prompt, limiter) for prompt in prompts)
@@ -481,6 +491,9 @@ class LangChainTraceHandler(BaseCallbackHandler):
     def _end_model_run(self, run_id: UUID, response: Any, error: BaseException | None) -> None:
         model_run = self._model_runs.pop(run_id, None)
         if model_run is None:
+            if run_id in self._inner_runs:
+                self._inner_runs.discard(run_id)
+                return
             self._counter.increment("unmatched_events")
             return
         self._finish_model_run(run_id, model_run, response, error)
