@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import random
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -30,6 +31,17 @@ MAX_LABEL_WORDS = 4
 class RecordError(ValueError):
     """A record or one of its parts does not match the record schema."""
 
+
+
+def new_record_id() -> str:
+    """Return a random version-4 UUID string for a new record.
+
+    The bits come from `random`, not `uuid.uuid4`: record ids need uniqueness, not secrecy,
+    and `uuid4` reads os.urandom, which releases the GIL. On a busy interpreter the agent's
+    thread then waited milliseconds to get it back, on every model call. `random` is reseeded
+    in forked children, so processes do not repeat each other's ids.
+    """
+    return str(uuid.UUID(int=random.getrandbits(128), version=4))
 
 @dataclass(frozen=True)
 class ToolCall:
@@ -54,13 +66,24 @@ class ToolCall:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ToolCall:
+        """Build a call from `to_dict` output; `arguments` may also be JSON text, as OpenAI sends it.
+
+        Raises:
+            RecordError: `name` is missing, or `arguments` is neither an object nor text.
+        """
         _require_keys(data, ("name",), "ToolCall")
-        return cls(
-            name=data["name"],
-            arguments=dict(data.get("arguments") or {}),
-            id=data.get("id"),
-            arguments_raw=data.get("arguments_raw"),
-        )
+        arguments = data.get("arguments")
+        arguments_raw = data.get("arguments_raw")
+        if isinstance(arguments, str):
+            arguments, arguments_raw = _parse_arguments(arguments, arguments_raw)
+        if arguments is None:
+            arguments = {}
+        if not isinstance(arguments, dict):
+            raise RecordError(
+                f"ToolCall {data['name']!r} has arguments of type {type(arguments).__name__}: "
+                "pass a JSON object or its JSON text."
+            )
+        return cls(name=data["name"], arguments=dict(arguments), id=data.get("id"), arguments_raw=arguments_raw)
 
 
 @dataclass(frozen=True)
@@ -167,6 +190,10 @@ class Usage:
     input_tokens: int | None = None
     output_tokens: int | None = None
 
+    def __post_init__(self) -> None:
+        for name in ("input_tokens", "output_tokens"):
+            object.__setattr__(self, name, _token_count(name, getattr(self, name)))
+
     @property
     def total_tokens(self) -> int | None:
         if self.input_tokens is None or self.output_tokens is None:
@@ -179,6 +206,8 @@ class Usage:
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> Usage:
         data = data or {}
+        if not isinstance(data, dict):
+            raise RecordError(f"Usage must be a JSON object, got {type(data).__name__}: {data!r:.80}")
         return cls(input_tokens=data.get("input_tokens"), output_tokens=data.get("output_tokens"))
 
 
@@ -211,7 +240,7 @@ class CallRecord:
 
     messages: tuple[Message, ...]
     response: Message | None = None
-    id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    id: str = field(default_factory=lambda: new_record_id())
     trace_id: str | None = None
     parent_id: str | None = None
     agent: str | None = None
@@ -236,11 +265,17 @@ class CallRecord:
             object.__setattr__(self, "messages", tuple(self.messages))
         if isinstance(self.tools, list):
             object.__setattr__(self, "tools", tuple(self.tools))
+        if not isinstance(self.started_at, datetime):
+            raise RecordError(
+                f"CallRecord.started_at must be a datetime, got {type(self.started_at).__name__}."
+            )
         if self.started_at.tzinfo is None:
             raise RecordError(
                 f"CallRecord.started_at {self.started_at.isoformat()!r} has no timezone: "
                 "pass a timezone-aware datetime, for example datetime.now(timezone.utc)."
             )
+        # Kept in UTC, so that `to_json` writes one form for one instant and stores sort by text.
+        object.__setattr__(self, "started_at", self.started_at.astimezone(timezone.utc))
         if self.output_kind is None and self.response is not None:
             object.__setattr__(self, "output_kind", infer_output_kind(self.response))
         if self.output_kind is not None and self.output_kind not in OUTPUT_KINDS:
@@ -314,16 +349,22 @@ class CallRecord:
         if not isinstance(data, dict):
             raise RecordError(f"A call record must be a JSON object, got {type(data).__name__}.")
         version = data.get("schema_version", SCHEMA_VERSION)
-        if not isinstance(version, int) or version > SCHEMA_VERSION:
+        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+            raise RecordError(
+                f"Invalid record schema_version {version!r}: use a positive integer such as "
+                f"{SCHEMA_VERSION}."
+            )
+        if version > SCHEMA_VERSION:
             raise RecordError(
                 f"Record schema_version {version!r} is newer than this slmshift understands "
                 f"({SCHEMA_VERSION}): upgrade slmshift to read it."
             )
         _require_keys(data, ("messages",), "CallRecord")
+        _check_field_types(data)
         try:
             return cls(
                 schema_version=SCHEMA_VERSION,
-                id=data.get("id") or str(uuid.uuid4()),
+                id=data.get("id") or _content_id(data),
                 trace_id=data.get("trace_id"),
                 parent_id=data.get("parent_id"),
                 agent=data.get("agent"),
@@ -344,7 +385,9 @@ class CallRecord:
                 step=data.get("step"),
                 metadata=dict(data.get("metadata") or {}),
             )
-        except (TypeError, AttributeError) as exc:
+        except RecordError:
+            raise
+        except (TypeError, AttributeError, ValueError) as exc:
             raise RecordError(f"Invalid call record {data.get('id')!r}: {exc}") from exc
 
     @classmethod
@@ -376,6 +419,55 @@ def infer_output_kind(response: Message) -> str:
     if 0 < len(words) <= MAX_LABEL_WORDS and not any(mark in text for mark in ".?!,;:"):
         return "label"
     return "text"
+
+
+# Fields that must hold text (or null) in a record's JSON form.
+_TEXT_FIELDS = ("id", "trace_id", "parent_id", "agent", "node", "model", "provider", "error", "finish_reason")
+
+
+def _check_field_types(data: dict[str, Any]) -> None:
+    for name in _TEXT_FIELDS:
+        value = data.get(name)
+        if value is not None and not isinstance(value, str):
+            raise RecordError(
+                f"CallRecord field {name!r} must be text or null, got {type(value).__name__}: {value!r:.80}"
+            )
+    latency = data.get("latency_ms")
+    if latency is not None and (isinstance(latency, bool) or not isinstance(latency, (int, float))):
+        raise RecordError(f"CallRecord field 'latency_ms' must be a number or null, got {latency!r:.80}")
+    if not isinstance(data["messages"], list):
+        raise RecordError(
+            f"CallRecord field 'messages' must be a list, got {type(data['messages']).__name__}."
+        )
+
+
+def _content_id(data: dict[str, Any]) -> str:
+    """Derive an id from the record's content, so that importing one id-less record twice adds it once."""
+    canonical = json.dumps(data, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, "slmshift:record:" + canonical))
+
+
+def _token_count(name: str, value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise RecordError(
+            f"Usage.{name} must be a non-negative integer or None (unknown), got {value!r:.40}."
+        )
+    return value
+
+
+def _parse_arguments(text: str, raw: str | None) -> tuple[dict[str, Any], str | None]:
+    """Parse tool-call arguments given as JSON text; text that is not a JSON object is kept raw."""
+    try:
+        parsed = json.loads(text)
+    except json.JSONDecodeError:
+        return {}, raw if raw is not None else text
+    if not isinstance(parsed, dict):
+        return {}, raw if raw is not None else text
+    return parsed, raw
 
 
 def _openai_arguments(call: ToolCall) -> str:

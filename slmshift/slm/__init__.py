@@ -15,6 +15,7 @@ _LOADERS = {
     "hf": "slmshift.slm.hf",
     "compact": "slmshift.slm.compact",
     "classical": "slmshift.slm.classical",
+    "ensemble": "slmshift.slm.ensemble",
 }
 
 

@@ -19,7 +19,7 @@ logger = logging.getLogger(__name__)
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_VERSION = 1
-SLM_KINDS = ("lora", "hf", "compact", "classical")
+SLM_KINDS = ("lora", "hf", "compact", "classical", "ensemble")
 
 
 class ManifestError(ValueError):
@@ -68,7 +68,8 @@ class SLMManifest:
 
     Attributes:
         kind: `lora` (base plus peft adapter), `hf` (full model), `compact` (trained from scratch
-            by slmshift) or `classical` (a scikit-learn classifier served as a chat model).
+            by slmshift), `classical` (a scikit-learn classifier served as a chat model) or
+            `ensemble` (label models whose answer probabilities are averaged).
         base_model: Hub id or local path of the base model; for `compact` and `classical`, a
             description of the architecture.
         base_revision: Revision (commit hash) of the base model when known.

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 
@@ -30,7 +31,11 @@ class StoreError(RuntimeError):
 
 @dataclass(frozen=True)
 class RecordQuery:
-    """Filters for `TraceStore.records`; a `None` field matches everything."""
+    """Filters for `TraceStore.records`; a `None` field matches everything.
+
+    `since` and `until` without a timezone are taken as UTC. `newest_first` reverses the
+    `started_at` order, so that `limit` keeps the latest records.
+    """
 
     agent: str | None = None
     node: str | None = None
@@ -39,6 +44,19 @@ class RecordQuery:
     since: datetime | None = None
     until: datetime | None = None
     limit: int | None = None
+    newest_first: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("since", "until"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if not isinstance(value, datetime):
+                raise StoreError(f"Invalid {name} {value!r}: pass a datetime.")
+            if value.tzinfo is None:
+                object.__setattr__(self, name, value.replace(tzinfo=timezone.utc))
+        if self.limit is not None and (isinstance(self.limit, bool) or not isinstance(self.limit, int) or self.limit < 0):
+            raise StoreError(f"Invalid limit {self.limit!r}: use a whole number of 0 or more, or None.")
 
     def matches(self, record: CallRecord) -> bool:
         """Whether `record` passes every filter; `since` is inclusive and `until` exclusive."""
@@ -55,6 +73,21 @@ class RecordQuery:
         if self.until is not None and record.started_at >= self.until:
             return False
         return True
+
+
+@dataclass(frozen=True)
+class NodeSummary:
+    """Calls of one (agent, node, model) group; token sums cover the calls that reported usage."""
+
+    agent: str | None
+    node: str | None
+    model: str | None
+    calls: int
+    errors: int
+    input_tokens: int | None
+    output_tokens: int | None
+    calls_without_usage: int
+    mean_latency_ms: float | None
 
 
 class TraceStore:
@@ -107,6 +140,17 @@ class TraceStore:
         """Count records matching `RecordQuery` fields."""
         return sum(1 for _ in self.records(**filters))
 
+    def match_ids(self, prefix: str, *, limit: int = 10) -> list[str]:
+        """Return up to `limit` record ids that start with `prefix`, sorted."""
+        return sorted(record.id for record in self.records() if record.id.startswith(prefix))[:limit]
+
+    def nodes(self, **filters: Any) -> list[NodeSummary]:
+        """Summarise calls per (agent, node, model), filtered by `RecordQuery` fields."""
+        groups: dict[tuple[str | None, str | None, str | None], list[CallRecord]] = {}
+        for record in self.records(**filters):
+            groups.setdefault((record.agent, record.node, record.model), []).append(record)
+        return [_summarise(key, records) for key, records in sorted(groups.items(), key=_group_order)]
+
     @property
     def stats(self) -> dict[str, int]:
         """Counters: queued, written, dropped and failed writes."""
@@ -118,7 +162,7 @@ class TraceStore:
         """Write matching records as JSON Lines (one `CallRecord.to_json` per line); return the count."""
         if hasattr(destination, "write"):
             return _write_jsonl(destination, self.records(**filters))
-        with open(destination, "w", encoding="utf-8") as handle:
+        with open_private(destination) as handle:
             return _write_jsonl(handle, self.records(**filters))
 
     def import_jsonl(self, source: str | Path | IO[str]) -> int:
@@ -131,10 +175,10 @@ class TraceStore:
             RecordError: a line is not a valid record; the message names the line number.
         """
         if hasattr(source, "read"):
-            records = _read_jsonl(source, getattr(source, "name", "<stream>"))
+            records = read_jsonl(source, getattr(source, "name", "<stream>"))
         else:
-            with open(source, encoding="utf-8") as handle:
-                records = _read_jsonl(handle, str(source))
+            with open(source, encoding="utf-8-sig") as handle:
+                records = read_jsonl(handle, str(source))
         return self.add_many(records)
 
     def __enter__(self) -> TraceStore:
@@ -173,7 +217,11 @@ class MemoryTraceStore(TraceStore):
     def records(self, **filters: Any) -> Iterator[CallRecord]:
         query = RecordQuery(**filters)
         with self._lock:
-            snapshot = sorted(self._records.values(), key=lambda record: record.started_at)
+            snapshot = list(self._records.values())
+        # Stable sorts: insertion order breaks ties, reversed for newest_first.
+        if query.newest_first:
+            snapshot.reverse()
+        snapshot.sort(key=lambda record: record.started_at, reverse=query.newest_first)
         matching = (record for record in snapshot if query.matches(record))
         for index, record in enumerate(matching):
             if query.limit is not None and index >= query.limit:
@@ -208,6 +256,37 @@ def _backend_for(url: str | Path | None) -> type[TraceStore]:
     return SQLiteTraceStore
 
 
+def open_private(path: str | Path) -> IO[str]:
+    """Open `path` for writing text; a new file gets mode 0600 because traces are private.
+
+    An existing file is truncated and keeps its mode.
+    """
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    return os.fdopen(descriptor, "w", encoding="utf-8")
+
+
+def _summarise(key: tuple[str | None, str | None, str | None], records: list[CallRecord]) -> NodeSummary:
+    latencies = [record.latency_ms for record in records if record.latency_ms is not None]
+    inputs = [r.usage.input_tokens for r in records if r.usage.input_tokens is not None]
+    outputs = [r.usage.output_tokens for r in records if r.usage.output_tokens is not None]
+    without_usage = sum(1 for r in records if r.usage.input_tokens is None or r.usage.output_tokens is None)
+    return NodeSummary(
+        agent=key[0],
+        node=key[1],
+        model=key[2],
+        calls=len(records),
+        errors=sum(1 for record in records if record.error is not None),
+        input_tokens=sum(inputs) if inputs else None,
+        output_tokens=sum(outputs) if outputs else None,
+        calls_without_usage=without_usage,
+        mean_latency_ms=sum(latencies) / len(latencies) if latencies else None,
+    )
+
+
+def _group_order(item: tuple[tuple[str | None, ...], list[CallRecord]]) -> tuple[str, ...]:
+    return tuple(value or "" for value in item[0])
+
+
 def _write_jsonl(handle: IO[str], records: Iterable[CallRecord]) -> int:
     count = 0
     for record in records:
@@ -217,17 +296,34 @@ def _write_jsonl(handle: IO[str], records: Iterable[CallRecord]) -> int:
     return count
 
 
-def _read_jsonl(handle: IO[str], name: str) -> list[CallRecord]:
+def read_jsonl(handle: IO[str], name: str) -> list[CallRecord]:
+    """Read and validate every line of a JSON Lines export before returning any record.
+
+    Raises:
+        RecordError: a line is not a valid record, or the file is not UTF-8 text; the message
+            names the line.
+    """
     records = []
-    for line_number, line in enumerate(handle, start=1):
-        if not line.strip():
-            continue
-        try:
-            records.append(CallRecord.from_dict(json.loads(line)))
-        except (json.JSONDecodeError, RecordError) as exc:
-            raise RecordError(
-                f"{name}, line {line_number}: not a valid call record ({exc}). "
-                "Each line must be one JSON object as written by `slmshift traces export`; "
-                "nothing was imported."
-            ) from exc
+    line_number = 0
+    try:
+        for line_number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            records.append(_parse_line(line, line_number, name))
+    except UnicodeDecodeError as exc:
+        raise RecordError(
+            f"{name}: not UTF-8 text after line {line_number} ({exc.reason}). Export the records "
+            "as UTF-8 JSON Lines; nothing was imported."
+        ) from exc
     return records
+
+
+def _parse_line(line: str, line_number: int, name: str) -> CallRecord:
+    try:
+        return CallRecord.from_dict(json.loads(line))
+    except (json.JSONDecodeError, RecordError) as exc:
+        raise RecordError(
+            f"{name}, line {line_number}: not a valid call record ({exc}). "
+            "Each line must be one JSON object as written by `slmshift traces export`; "
+            "nothing was imported."
+        ) from exc
