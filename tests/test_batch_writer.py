@@ -51,6 +51,27 @@ def test_writer_batches_and_keeps_order() -> None:
     assert writer.close(timeout=5)
 
 
+def test_writer_drains_backlog_without_waiting() -> None:
+    backend = FlakyBackend()
+    backend.release.clear()
+    writer = BatchWriter(backend.write_batch, max_batch_size=10, flush_interval_ms=1_000)
+
+    # The writer is held inside its first batch while a backlog of 20 batches builds up.
+    writer.submit(0)
+    assert backend.entered.wait(timeout=5)
+    for number in range(1, 201):
+        assert writer.submit(number)
+    started = time.monotonic()
+    backend.release.set()
+    assert writer.flush(timeout=30)
+    elapsed = time.monotonic() - started
+
+    assert backend.written == list(range(201))
+    # Waiting the flush interval per batch would take about 20 s here.
+    assert elapsed < 3.0
+    assert writer.close(timeout=5)
+
+
 def test_writer_retries_until_fault_clears(caplog: pytest.LogCaptureFixture) -> None:
     backend = FlakyBackend(failures=3)
     writer = BatchWriter(backend.write_batch, flush_interval_ms=0, retry_initial_ms=5, retry_max_ms=20)

@@ -140,6 +140,9 @@ class BatchWriter(Generic[T]):
         self._close_deadline: float | None = None
         self._wakeup = threading.Event()
         self._batch_ready = threading.Event()
+        # Flush and close requests queued but not yet served; while any is, the writer does not
+        # wait for batches to fill.
+        self._controls_pending = 0
         self._pid = os.getpid()
         self._warn_dropped = RateLimitedLog(logger, logging.WARNING)
         self._warn_retry = RateLimitedLog(logger, logging.WARNING)
@@ -180,9 +183,11 @@ class BatchWriter(Generic[T]):
         if not self._thread.is_alive():
             return self._queue.empty()
         marker = _Control()
+        self._change_controls_pending(1)
         try:
             self._queue.put(marker, timeout=timeout)
         except queue.Full:
+            self._change_controls_pending(-1)
             return False
         self._batch_ready.set()
         return marker.done.wait(timeout)
@@ -201,9 +206,11 @@ class BatchWriter(Generic[T]):
         self._batch_ready.set()
         if not self._thread.is_alive():
             return self._queue.empty()
+        self._change_controls_pending(1)
         try:
             self._queue.put(_Control(stop=True), timeout=timeout)
         except queue.Full:
+            self._change_controls_pending(-1)
             logger.error("Trace writer %s did not stop: its queue stayed full.", self._thread.name)
             return False
         self._thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
@@ -215,6 +222,10 @@ class BatchWriter(Generic[T]):
             )
             return False
         return True
+
+    def _change_controls_pending(self, delta: int) -> None:
+        with self._counter_lock:
+            self._controls_pending += delta
 
     @property
     def stats(self) -> dict[str, int]:
@@ -231,6 +242,7 @@ class BatchWriter(Generic[T]):
                 self._write_with_retry(batch)
             if control is None:
                 continue
+            self._change_controls_pending(-1)
             if control.stop:
                 self._write_remaining()
                 control.done.set()
@@ -248,7 +260,11 @@ class BatchWriter(Generic[T]):
         first = self._queue.get()
         if isinstance(first, _Control):
             return [], first
-        self._batch_ready.wait(self._flush_interval_s)
+        # A backlog of a full batch or more, or a pending flush, is written without waiting:
+        # waiting the interval per batch would cap the rate at one batch per interval.
+        backlog = self._queue.qsize() + 1
+        if backlog < self._max_batch_size and not self._controls_pending:
+            self._batch_ready.wait(self._flush_interval_s)
         self._batch_ready.clear()
         batch = [first]
         while len(batch) < self._max_batch_size:
@@ -270,6 +286,7 @@ class BatchWriter(Generic[T]):
             except queue.Empty:
                 break
             if isinstance(item, _Control):
+                self._change_controls_pending(-1)
                 item.done.set()
                 continue
             batch.append(item)
