@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from slmshift.cli import CommandError, add_common_options
+from slmshift.store.base import redact_url
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +65,7 @@ def run_analyze(args: argparse.Namespace) -> int:
         step = progress.add_task("reading calls", total=None)
         records = _read_records(TraceStore(args.store), args)
         if not records:
-            raise CommandError(f"No calls to analyse in {args.store} with the filters given: capture some first.")
+            raise CommandError(f"No calls to analyse in {redact_url(args.store)} with the filters given: capture some first.")
 
         progress.update(step, description=f"curating {len(records):,} calls", total=len(records), completed=0)
         config = CurationConfig(redact=not args.no_redact, exclude_nodes=tuple(args.exclude_node),

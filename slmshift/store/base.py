@@ -23,6 +23,9 @@ from slmshift.records import CallRecord, RecordError
 logger = logging.getLogger(__name__)
 
 DEFAULT_STORE_PATH = Path(".slmshift") / "traces.db"
+# Query parameters of a store URL whose values are secrets: libpq's `password` and
+# `sslpassword`, and the spellings other drivers use.
+SECRET_QUERY_PARAMS = frozenset({"password", "sslpassword", "pass", "passwd", "pwd", "secret", "token"})
 
 
 class StoreError(RuntimeError):
@@ -248,12 +251,46 @@ def _backend_for(url: str | Path | None) -> type[TraceStore]:
         return PostgresTraceStore
     if "://" in text and not text.startswith("sqlite://"):
         raise StoreError(
-            f"Unsupported trace store URL {text!r}: use a file path, sqlite:///path, "
+            f"Unsupported trace store URL {redact_url(text)!r}: use a file path, sqlite:///path, "
             "postgresql://user@host/db or memory://."
         )
     from slmshift.store.sqlite import SQLiteTraceStore
 
     return SQLiteTraceStore
+
+
+def redact_url(url: str | Path) -> str:
+    """The store URL with its secrets replaced by `***`, for messages and logs.
+
+    Masks the password in `user:password@` and the values of the query parameters in
+    `SECRET_QUERY_PARAMS` (`?password=...`, `?sslpassword=...`). A plain path comes back as is.
+    """
+    from urllib.parse import urlsplit, urlunsplit
+
+    text = str(url)
+    if "://" not in text:
+        return text
+    try:
+        parts = urlsplit(text)
+        password = parts.password
+    except ValueError:
+        return "<unparseable store URL>"
+
+    netloc = parts.netloc
+    if password is not None:
+        userinfo, _, host = netloc.rpartition("@")
+        netloc = f"{userinfo.partition(':')[0]}:***@{host}"
+    query = "&".join(_redact_query_item(item) for item in parts.query.split("&")) if parts.query else ""
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
+
+
+def _redact_query_item(item: str) -> str:
+    from urllib.parse import unquote
+
+    name, separator, _value = item.partition("=")
+    if separator and unquote(name).strip().lower() in SECRET_QUERY_PARAMS:
+        return f"{name}=***"
+    return item
 
 
 def open_private(path: str | Path) -> IO[str]:

@@ -26,7 +26,7 @@ from typing import Any
 from slmshift.records import CallRecord, RecordError
 from slmshift.store._rows import COLUMNS, record_to_row, row_to_record
 from slmshift.store._writer import DEFAULT_CLOSE_TIMEOUT_S, BatchWriter, RateLimitedLog
-from slmshift.store.base import NodeSummary, RecordQuery, StoreError, TraceStore
+from slmshift.store.base import NodeSummary, RecordQuery, StoreError, TraceStore, redact_url
 from slmshift.store.encryption import (
     ENCRYPTION_META_KEY,
     EncryptionError,
@@ -468,18 +468,3 @@ def _normalise_url(url: str) -> str:
         if text.startswith(prefix):
             return "postgresql://" + text[len(prefix) :]
     return text
-
-
-def redact_url(url: str) -> str:
-    """The URL with its password replaced by `***`, for messages and logs."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    try:
-        parts = urlsplit(url)
-        password = parts.password
-    except ValueError:
-        return "postgresql://<unparseable URL>"
-    if password is None:
-        return url
-    netloc = parts.netloc.replace(f":{password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
