@@ -17,7 +17,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from slmshift.cli import CommandError, add_common_options
+from slmshift.cli import CommandError, add_common_options, non_negative_int
 from slmshift.store.base import redact_url
 
 logger = logging.getLogger(__name__)
@@ -88,7 +88,7 @@ def _add_filters(parser: argparse.ArgumentParser, *, default_limit: int | None, 
             limit_help = f"maximum number of calls to show, the latest ones (default: {default_limit})"
         else:
             limit_help = "maximum number of calls to include, the oldest ones (default: all)"
-        parser.add_argument("--limit", type=int, default=default_limit, metavar="N", help=limit_help)
+        parser.add_argument("--limit", type=non_negative_int, default=default_limit, metavar="N", help=limit_help)
     add_common_options(parser)
 
 
