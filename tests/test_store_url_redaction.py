@@ -48,3 +48,15 @@ def test_unsupported_url_error_masks_password() -> None:
         TraceStore("mysql://me:Secret55@h/db?token=Tok66")
     assert "Secret55" not in str(caught.value)
     assert "Tok66" not in str(caught.value)
+
+
+def test_demo_closing_lines_mask_store_password() -> None:
+    from slmshift.commands.demo import artifact_paths
+
+    class NoOutputs:
+        def outputs_of(self, step: str) -> dict[str, str]:
+            return {}
+
+    paths = artifact_paths(NoOutputs(), QUERY_URL)
+
+    assert paths["traces"] == "postgresql://admin@127.0.0.1:1/db?password=***&sslmode=disable"

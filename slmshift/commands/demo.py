@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from slmshift.cli import CommandError, add_common_options, int_at_least, non_negative_int
+from slmshift.store.base import redact_url
 
 logger = logging.getLogger(__name__)
 
@@ -147,7 +148,7 @@ def artifact_paths(pipeline: Any, store_url: str) -> dict[str, str]:
         "models": pipeline.outputs_of("train").get("models_dir", "-"),
         "plan history": plan.get("history_path", "-"),
         "held-out set": plan.get("holdout_path", "-"),
-        "traces": store_url,
+        "traces": redact_url(store_url),
     }
 
 
