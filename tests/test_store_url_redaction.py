@@ -60,3 +60,14 @@ def test_demo_closing_lines_mask_store_password() -> None:
     paths = artifact_paths(NoOutputs(), QUERY_URL)
 
     assert paths["traces"] == "postgresql://admin@127.0.0.1:1/db?password=***&sslmode=disable"
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["postgresql://me@127.0.0.1:1/db?password=Leak%ZZ42", "postgresql://me:Leak%ZZ42@127.0.0.1:1/db"],
+)
+def test_driver_message_quoting_password_is_masked(url: str) -> None:
+    with pytest.raises(StoreError, match="invalid percent-encoded token") as caught:
+        TraceStore(url, keys=[])
+    assert "Leak" not in str(caught.value)
+    assert caught.value.__cause__ is None

@@ -284,6 +284,37 @@ def redact_url(url: str | Path) -> str:
     return urlunsplit(parts._replace(netloc=netloc, query=query))
 
 
+def redact_secrets(text: str, url: str | Path) -> str:
+    """Return `text` with every secret of the store `url` replaced by `***`.
+
+    For driver messages that quote part of the URL, such as libpq's "invalid percent-encoded
+    token". Both the raw and the percent-decoded form of each secret are masked, wherever
+    they occur: a one-character password masks that character throughout `text`.
+    """
+    for secret in _url_secrets(str(url)):
+        text = text.replace(secret, "***")
+    return text
+
+
+def _url_secrets(url: str) -> list[str]:
+    from urllib.parse import unquote, urlsplit
+
+    try:
+        parts = urlsplit(url)
+        raw = [parts.netloc.rpartition("@")[0].partition(":")[2]] if parts.password is not None else []
+    except ValueError:
+        raw = []
+        parts = None
+    if parts is not None and parts.query:
+        for item in parts.query.split("&"):
+            name, separator, value = item.partition("=")
+            if separator and unquote(name).strip().lower() in SECRET_QUERY_PARAMS:
+                raw.append(value)
+    secrets = {form for value in raw if value for form in (value, unquote(value))}
+    # Longest first, so that a secret containing another is masked whole.
+    return sorted((secret for secret in secrets if secret), key=len, reverse=True)
+
+
 def _redact_query_item(item: str) -> str:
     from urllib.parse import unquote
 
