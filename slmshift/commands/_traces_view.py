@@ -6,6 +6,7 @@ in a prompt or a response print as they are.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 from collections.abc import Sequence
@@ -82,7 +83,7 @@ def distinct_prefix_width(ids: Sequence[str], *, minimum: int = ID_WIDTH) -> int
     """
     ordered = sorted(set(ids))
     width = minimum
-    for left, right in zip(ordered, ordered[1:]):
+    for left, right in itertools.pairwise(ordered):
         width = max(width, _common_prefix_length(left, right) + 1)
     return width
 

@@ -10,7 +10,13 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from slmshift.cli import CommandError, add_common_options, non_negative_float, positive_fraction, positive_int
+from slmshift.cli import (
+    CommandError,
+    add_common_options,
+    non_negative_float,
+    positive_fraction,
+    positive_int,
+)
 
 logger = logging.getLogger(__name__)
 

@@ -12,7 +12,13 @@ import json
 import logging
 from pathlib import Path
 
-from slmshift.cli import CommandError, add_common_options, positive_float, positive_fraction, positive_int
+from slmshift.cli import (
+    CommandError,
+    add_common_options,
+    positive_float,
+    positive_fraction,
+    positive_int,
+)
 
 logger = logging.getLogger(__name__)
 

@@ -26,7 +26,14 @@ from typing import Any
 from slmshift.records import CallRecord, RecordError
 from slmshift.store._rows import COLUMNS, record_to_row, row_to_record
 from slmshift.store._writer import DEFAULT_CLOSE_TIMEOUT_S, BatchWriter, RateLimitedLog
-from slmshift.store.base import NodeSummary, RecordQuery, StoreError, TraceStore, redact_secrets, redact_url
+from slmshift.store.base import (
+    NodeSummary,
+    RecordQuery,
+    StoreError,
+    TraceStore,
+    redact_secrets,
+    redact_url,
+)
 from slmshift.store.encryption import (
     ENCRYPTION_META_KEY,
     EncryptionError,
