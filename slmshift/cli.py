@@ -11,8 +11,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +51,62 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help=f"folder for reports, models and plans (default: {DEFAULT_OUT_DIR})",
     )
+
+
+def int_at_least(minimum: int) -> Callable[[str], int]:
+    """Return an argparse `type` that accepts whole numbers of `minimum` or more."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid value {text!r}: use a whole number of {minimum} or more") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"invalid value {text!r}: use a whole number of {minimum} or more")
+        return value
+
+    return parse
+
+
+def number_in_range(
+    low: float, high: float = math.inf, *, include_low: bool = True, include_high: bool = True
+) -> Callable[[str], float]:
+    """Return an argparse `type` that accepts finite numbers from `low` to `high`.
+
+    `include_low=False` and `include_high=False` leave the bound itself out of the range.
+    """
+    allowed = _describe_range(low, high, include_low=include_low, include_high=include_high)
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid value {text!r}: use a number {allowed}") from None
+        above_low = value >= low if include_low else value > low
+        below_high = value <= high if include_high else value < high
+        if not (math.isfinite(value) and above_low and below_high):
+            raise argparse.ArgumentTypeError(f"invalid value {text!r}: use a number {allowed}")
+        return value
+
+    return parse
+
+
+def _describe_range(low: float, high: float, *, include_low: bool, include_high: bool) -> str:
+    if math.isinf(high):
+        return f"of {low:g} or more" if include_low else f"greater than {low:g}"
+    left = "[" if include_low else "("
+    right = "]" if include_high else ")"
+    return f"in {left}{low:g}, {high:g}{right}"
+
+
+# Shared argparse types for numeric options.
+positive_int = int_at_least(1)
+non_negative_int = int_at_least(0)
+positive_float = number_in_range(0, include_low=False)
+non_negative_float = number_in_range(0)
+fraction = number_in_range(0, 1)
+# A share that must be above 0, such as a target agreement: (0, 1].
+positive_fraction = number_in_range(0, 1, include_low=False)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -91,9 +91,10 @@ def test_analyze_empty_store_fails(tmp_path, capsys):
 
 
 def test_analyze_rejects_bad_traffic_days(tmp_path, capsys):
-    code = main(["analyze", "--store", str(tmp_path / "x.db"), "--out", str(tmp_path), "--traffic-days", "0"])
-    assert code == 2
-    assert "Invalid --traffic-days 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["analyze", "--store", str(tmp_path / "x.db"), "--out", str(tmp_path), "--traffic-days", "0"])
+    assert exit_info.value.code == 2
+    assert "--traffic-days: invalid value '0': use a number greater than 0" in capsys.readouterr().err
 
 
 @pytest.mark.chromium

@@ -119,6 +119,25 @@ def test_show_accepts_unique_prefix(store_path: Path, capsys: pytest.CaptureFixt
     assert "RateLimitError: slow down" in full
 
 
+def test_list_ids_stay_unique_for_shared_prefixes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("COLUMNS", "160")
+    path = tmp_path / "traces.db"
+    # Time-ordered run ids: the first 12 characters are the same for calls of one run.
+    ids = [f"01936f2a-7c3e-7{number:03x}-8a1b-5c2d3e4f5a6b" for number in range(3)]
+    with TraceStore(path) as store:
+        store.add_many([make_record(number, id=record_id) for number, record_id in enumerate(ids)])
+
+    assert run("traces", "list", "--store", str(path)) == 0
+    rows = [line.split()[0] for line in capsys.readouterr().out.splitlines()[2:5]]
+
+    assert rows == [record_id[:18] for record_id in ids]
+    for shown, record_id in zip(rows, ids):
+        assert run("traces", "show", shown, "--store", str(path)) == 0
+        assert record_id in capsys.readouterr().out
+
+
 def test_show_unknown_id_fails(store_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert run("traces", "show", "nope", "--store", str(store_path)) == 2
 

@@ -110,9 +110,11 @@ def test_confidence_floor_is_none_when_all_agree() -> None:
 
 
 def test_demo_rejects_tiny_request_count(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["demo", "--requests", "10"]) == 2
+    with pytest.raises(SystemExit) as exit_info:
+        main(["demo", "--requests", "10"])
 
-    assert "Invalid --requests 10" in capsys.readouterr().err
+    assert exit_info.value.code == 2
+    assert "--requests: invalid value '10': use a whole number of 50 or more" in capsys.readouterr().err
 
 
 def test_demo_teacher_url_needs_model(capsys: pytest.CaptureFixture[str]) -> None:

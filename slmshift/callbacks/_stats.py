@@ -3,6 +3,10 @@
 Capture must never raise into the agent, so every internal failure is caught, counted and
 logged. The first failure of each kind is logged with its traceback; repeats are logged once
 per `LOG_EVERY` occurrences, so a failure on every call cannot flood the log.
+
+Exception messages in capture code often quote the record (a redactor error, the model's
+own error text with a key or URL in it), so failure logs use `traceback_without_messages`:
+exception types and code locations only, never messages or local values.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
+import traceback
 from dataclasses import dataclass
 
 logger = logging.getLogger(__name__)
@@ -68,7 +73,11 @@ class StatsCounter:
             seen = self._failures_by_kind.get(kind, 0) + 1
             self._failures_by_kind[kind] = seen
         if seen == 1:
-            log.error("slmshift capture failed in %s; the agent continues", where, exc_info=exc)
+            log.error(
+                "slmshift capture failed in %s; the agent continues. %s",
+                where,
+                traceback_without_messages(exc),
+            )
         elif seen % LOG_EVERY == 0:
             log.error(
                 "slmshift capture failed in %s %d times (%s); the agent continues",
@@ -79,6 +88,33 @@ class StatsCounter:
 
     def __repr__(self) -> str:
         return f"StatsCounter({self.snapshot()!r})"
+
+
+def traceback_without_messages(exc: BaseException) -> str:
+    """Render the traceback of `exc` and its chained exceptions with no exception messages.
+
+    Each exception in the `__cause__`/`__context__` chain shows its type and its frames (file,
+    line, function, source line), oldest first as Python prints them. Messages and local values
+    are left out because they may quote record content or secrets.
+    NOTE: the members of an `ExceptionGroup` are not listed, only the group's own type.
+    """
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and all(current is not seen for seen in chain):
+        chain.append(current)
+        current = current.__cause__ or (None if current.__suppress_context__ else current.__context__)
+
+    lines = ["Traceback without messages (they may contain record content):"]
+    for index, error in enumerate(reversed(chain)):
+        if index:
+            lines.append("During its handling, or caused by it:")
+        for frame in traceback.extract_tb(error.__traceback__):
+            lines.append(f'  File "{frame.filename}", line {frame.lineno}, in {frame.name}')
+            if frame.line:
+                lines.append(f"    {frame.line}")
+        error_type = type(error)
+        lines.append(f"{error_type.__module__}.{error_type.__qualname__} (message withheld)")
+    return "\n".join(lines)
 
 
 def describe_error(error: BaseException, *, max_chars: int) -> str:

@@ -44,6 +44,7 @@ from slmshift.callbacks._llama_index_records import (
     tools_from_llama,
     usage_from_response,
 )
+from slmshift.callbacks._stats import traceback_without_messages
 from slmshift.integrations import _semconv as sc
 from slmshift.records import CallRecord, Message
 from slmshift.store.base import TraceStore
@@ -434,9 +435,13 @@ class LlamaIndexTraceHandler:
         """Run a hook, logging and counting any failure instead of raising into LlamaIndex."""
         try:
             function(*args, **kwargs)
-        except Exception:  # noqa: BLE001 - capture must never break the agent
+        except Exception as exc:  # noqa: BLE001 - capture must never break the agent
             self._add("errors")
-            logger.exception("LlamaIndex capture failed to %s; the agent is not affected.", action)
+            logger.error(
+                "LlamaIndex capture failed to %s; the agent is not affected. %s",
+                action,
+                traceback_without_messages(exc),
+            )
 
     def _add(self, counter: str) -> None:
         with self._lock:

@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 
 from slmshift.cli import CommandError, add_common_options
+from slmshift.store.base import redact_url
 
 logger = logging.getLogger(__name__)
 
@@ -46,12 +47,12 @@ def run_rotate_key(args: argparse.Namespace) -> int:
         with TraceStore(args.store) as store:
             rotate = getattr(store, "rotate_key", None)
             if rotate is None:
-                raise CommandError(f"The store {args.store} keeps no payloads at rest: nothing to rotate.")
+                raise CommandError(f"The store {redact_url(args.store)} keeps no payloads at rest: nothing to rotate.")
             count = rotate(new_key)
     except StoreError as exc:
         raise CommandError(str(exc)) from exc
     print(
-        f"Re-encrypted {count} calls in {args.store} with key {new_key.key_id}. From now on set "
+        f"Re-encrypted {count} calls in {redact_url(args.store)} with key {new_key.key_id}. From now on set "
         f"{KEY_FILE_ENV}={key_path} (and keep the old key until every process has switched)."
     )
     return 0

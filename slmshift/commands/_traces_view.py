@@ -6,6 +6,7 @@ in a prompt or a response print as they are.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 from collections.abc import Sequence
@@ -23,7 +24,7 @@ from slmshift.store.base import NodeSummary
 logger = logging.getLogger(__name__)
 
 UNKNOWN = "?"
-# Characters of a record id shown in `list`; `slmshift traces show` accepts such a prefix.
+# Minimum characters of a record id shown in `list`; `slmshift traces show` accepts such a prefix.
 ID_WIDTH = 8
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 TIME_FORMAT_SAMPLE = "2026-01-31 12:00:00"
@@ -54,10 +55,11 @@ def records_table(records: Sequence[CallRecord]) -> Table:
     table.add_column("tokens in/out", justify="right", no_wrap=True)
     table.add_column("latency ms", justify="right", no_wrap=True)
     table.add_column("status", no_wrap=True)
+    width = distinct_prefix_width([record.id for record in records])
     for record in records:
         tokens = f"{_count(record.usage.input_tokens)}/{_count(record.usage.output_tokens)}"
         table.add_row(
-            Text(record.id[:ID_WIDTH]),
+            Text(record.id[:width]),
             Text(record.started_at.strftime(TIME_FORMAT)),
             Text(record.agent or "-"),
             Text(record.node or "-"),
@@ -68,6 +70,31 @@ def records_table(records: Sequence[CallRecord]) -> Table:
             _status(record),
         )
     return table
+
+
+def distinct_prefix_width(ids: Sequence[str], *, minimum: int = ID_WIDTH) -> int:
+    """Return the shortest prefix length, at least `minimum`, that distinguishes the given ids.
+
+    Time-ordered ids (LangChain run ids) often share their first 8 or more characters within
+    one run, so the shown prefix grows until no two rows show the same text. Ids that are
+    prefixes of one another are shown whole.
+    NOTE: the prefixes are unique among the rows shown, not in the whole store, so a call left
+    out by the filters may still share one; `show` then lists the matching ids.
+    """
+    ordered = sorted(set(ids))
+    width = minimum
+    for left, right in itertools.pairwise(ordered):
+        width = max(width, _common_prefix_length(left, right) + 1)
+    return width
+
+
+def _common_prefix_length(left: str, right: str) -> int:
+    length = 0
+    for left_char, right_char in zip(left, right):
+        if left_char != right_char:
+            break
+        length += 1
+    return length
 
 
 def nodes_table(summaries: Sequence[NodeSummary]) -> Table:

@@ -12,7 +12,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from slmshift.cli import CommandError, add_common_options
+from slmshift.cli import CommandError, add_common_options, int_at_least, positive_float
+from slmshift.store.base import redact_url
 
 logger = logging.getLogger(__name__)
 
@@ -35,11 +36,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="skip redaction of personal data and secrets (only for data already redacted)")
     parser.add_argument("--embedder", choices=["auto", "minilm", "tfidf"], default="auto",
                         help="text embeddings: the packaged MiniLM model, TF-IDF, or auto (MiniLM if it loads)")
-    parser.add_argument("--min-cluster-size", type=int, metavar="N",
+    parser.add_argument("--min-cluster-size", type=int_at_least(2), metavar="N",
                         help="smallest group of calls that makes a task (default: 1%% of a node's calls, at least 4)")
     parser.add_argument("--prices", metavar="FILE",
                         help='JSON price table: {"models": {"name": [in, out]}, "default": [in, out], "slm": [in, out]}, USD per 1M tokens')
-    parser.add_argument("--traffic-days", type=float, metavar="DAYS",
+    parser.add_argument("--traffic-days", type=positive_float, metavar="DAYS",
                         help="days of traffic the calls represent, for monthly projections (default: their time span, at least 1)")
     parser.set_defaults(handler=run_analyze)
 
@@ -64,7 +65,7 @@ def run_analyze(args: argparse.Namespace) -> int:
         step = progress.add_task("reading calls", total=None)
         records = _read_records(TraceStore(args.store), args)
         if not records:
-            raise CommandError(f"No calls to analyse in {args.store} with the filters given: capture some first.")
+            raise CommandError(f"No calls to analyse in {redact_url(args.store)} with the filters given: capture some first.")
 
         progress.update(step, description=f"curating {len(records):,} calls", total=len(records), completed=0)
         config = CurationConfig(redact=not args.no_redact, exclude_nodes=tuple(args.exclude_node),

@@ -13,9 +13,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from slmshift.cli import CommandError, add_common_options
+from slmshift.cli import CommandError, add_common_options, int_at_least, non_negative_int
+from slmshift.store.base import redact_url
 
 logger = logging.getLogger(__name__)
+
+# Fewest capture requests that give every node of the support agent some traffic.
+MIN_REQUESTS = 50
+# Fewest held-out requests replayed before and after the swap.
+MIN_HOLDOUT_REQUESTS = 10
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -39,17 +45,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def add_run_options(parser: argparse.ArgumentParser) -> None:
     """Add the options `demo` and `refresh` share."""
     parser.add_argument(
-        "--requests", type=int, metavar="N",
+        "--requests", type=int_at_least(MIN_REQUESTS), metavar="N",
         help="requests to capture through the teacher (default: 6000; with --fast: 1200)",
     )
     parser.add_argument(
-        "--holdout", type=int, metavar="N",
+        "--holdout", type=int_at_least(MIN_HOLDOUT_REQUESTS), metavar="N",
         help="held-out requests replayed before and after the swap (default: 600; with --fast: 200)",
     )
     parser.add_argument(
         "--fast", action="store_true", help="smaller models and fewer epochs: for tests and quick looks"
     )
-    parser.add_argument("--seed", type=int, default=0, help="dataset shuffle and training seed (default: 0)")
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="dataset shuffle and training seed (default: 0)")
     parser.add_argument(
         "--teacher-base-url", metavar="URL",
         help="OpenAI-compatible server to use as the teacher instead of the offline replay model",
@@ -76,12 +82,16 @@ def settings_from(args: argparse.Namespace) -> Any:
         DemoSettings,
     )
 
-    requests = args.requests or (FAST_REQUESTS if args.fast else DEFAULT_REQUESTS)
-    holdout = args.holdout or (FAST_HOLDOUT_REQUESTS if args.fast else DEFAULT_HOLDOUT_REQUESTS)
-    if requests < 50:
-        raise CommandError(f"Invalid --requests {requests}: use at least 50, so every node gets traffic.")
-    if holdout < 10:
-        raise CommandError(f"Invalid --holdout {holdout}: use at least 10.")
+    requests = args.requests
+    if requests is None:
+        requests = FAST_REQUESTS if args.fast else DEFAULT_REQUESTS
+    holdout = args.holdout
+    if holdout is None:
+        holdout = FAST_HOLDOUT_REQUESTS if args.fast else DEFAULT_HOLDOUT_REQUESTS
+    if requests < MIN_REQUESTS:
+        raise CommandError(f"Invalid --requests {requests}: use at least {MIN_REQUESTS}, so every node gets traffic.")
+    if holdout < MIN_HOLDOUT_REQUESTS:
+        raise CommandError(f"Invalid --holdout {holdout}: use at least {MIN_HOLDOUT_REQUESTS}.")
     if args.teacher_base_url and not args.teacher_model:
         raise CommandError("--teacher-base-url needs --teacher-model NAME, the model the server serves.")
     return DemoSettings(
@@ -138,7 +148,7 @@ def artifact_paths(pipeline: Any, store_url: str) -> dict[str, str]:
         "models": pipeline.outputs_of("train").get("models_dir", "-"),
         "plan history": plan.get("history_path", "-"),
         "held-out set": plan.get("holdout_path", "-"),
-        "traces": store_url,
+        "traces": redact_url(store_url),
     }
 
 

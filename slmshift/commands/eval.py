@@ -10,7 +10,13 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from slmshift.cli import CommandError, add_common_options
+from slmshift.cli import (
+    CommandError,
+    add_common_options,
+    non_negative_float,
+    positive_fraction,
+    positive_int,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -21,12 +27,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--task", help="task id or node (default: the largest task)")
     parser.add_argument("--model", help="model folder to evaluate (default: the one `slmshift train` selected)")
     parser.add_argument("--all", action="store_true", help="also evaluate every other candidate")
-    parser.add_argument("--target-agreement", type=float, default=0.97)
-    parser.add_argument("--min-ratio", type=float, default=0.95, help="gate: agreement of at least this share of the teacher's")
-    parser.add_argument("--teacher-input-price", type=float, default=0.15, help="USD per million input tokens")
-    parser.add_argument("--teacher-output-price", type=float, default=0.60, help="USD per million output tokens")
-    parser.add_argument("--slm-hourly-price", type=float, default=0.10, help="USD per hour of the SLM's machine")
-    parser.add_argument("--latency-sample", type=int, default=200, help="calls timed one by one")
+    parser.add_argument("--target-agreement", type=positive_fraction, default=0.97)
+    parser.add_argument("--min-ratio", type=positive_fraction, default=0.95, help="gate: agreement of at least this share of the teacher's")
+    parser.add_argument("--teacher-input-price", type=non_negative_float, default=0.15, help="USD per million input tokens")
+    parser.add_argument("--teacher-output-price", type=non_negative_float, default=0.60, help="USD per million output tokens")
+    parser.add_argument("--slm-hourly-price", type=non_negative_float, default=0.10, help="USD per hour of the SLM's machine")
+    parser.add_argument("--latency-sample", type=positive_int, default=200, help="calls timed one by one")
     parser.set_defaults(handler=run)
 
 

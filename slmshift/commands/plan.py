@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from slmshift.cli import CommandError, add_common_options
+from slmshift.cli import CommandError, add_common_options, fraction
 
 logger = logging.getLogger(__name__)
 
@@ -23,8 +23,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     write.add_argument("--models", required=True, metavar="DIR", help="folder of model directories written by `slmshift train`")
     write.add_argument("--file", metavar="PATH", help=f"plan file to write (default: OUT/{DEFAULT_PLAN_NAME})")
     write.add_argument("--mode", default="fallback", choices=("fallback", "shadow", "canary", "none"), help="fallback mode for every node (default: fallback)")
-    write.add_argument("--canary-share", type=float, default=0.1, metavar="SHARE", help="share of requests the SLM serves in canary mode, 0 to 1 (default: 0.1)")
-    write.add_argument("--min-confidence", type=float, metavar="P", help="lowest accepted probability of an SLM response, 0 to 1")
+    write.add_argument("--canary-share", type=fraction, default=0.1, metavar="SHARE", help="share of requests the SLM serves in canary mode, 0 to 1 (default: 0.1)")
+    write.add_argument("--min-confidence", type=fraction, metavar="P", help="lowest accepted probability of an SLM response, 0 to 1")
     write.add_argument("--agent", help="agent name recorded in the plan")
     write.set_defaults(handler=run_write)
 

@@ -13,7 +13,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from slmshift.cli import CommandError, add_common_options
+from slmshift.cli import CommandError, add_common_options, non_negative_int
 
 logger = logging.getLogger(__name__)
 
@@ -26,7 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_common_options(parser)
     parser.add_argument("--fast", action="store_true", help="smaller models and fewer epochs")
-    parser.add_argument("--seed", type=int, default=0, help="training seed (default: 0)")
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="training seed (default: 0)")
     parser.add_argument(
         "--teacher-base-url", metavar="URL",
         help="the OpenAI-compatible teacher the demo ran with, if any (its calls are labels)",

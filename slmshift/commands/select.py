@@ -7,7 +7,7 @@ import json
 import logging
 from pathlib import Path
 
-from slmshift.cli import CommandError, add_common_options
+from slmshift.cli import CommandError, add_common_options, positive_float, positive_int
 
 logger = logging.getLogger(__name__)
 
@@ -16,12 +16,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("select", help="rank small-model candidates per task")
     add_common_options(parser)
     parser.add_argument("--task", help="task id or node (default: every task)")
-    parser.add_argument("--memory-gib", type=float, help="memory budget per model, GiB")
+    parser.add_argument("--memory-gib", type=positive_float, help="memory budget per model, GiB")
     parser.add_argument("--licenses", help="comma-separated allowed licenses, e.g. apache-2.0,mit")
-    parser.add_argument("--latency-ms", type=float, help="latency budget per call (estimated, not measured)")
+    parser.add_argument("--latency-ms", type=positive_float, help="latency budget per call (estimated, not measured)")
     parser.add_argument("--dtype", default="bf16", choices=("fp32", "bf16", "int8", "int4"))
     parser.add_argument("--device", default="cpu", choices=("cpu", "gpu"))
-    parser.add_argument("--top", type=int, default=5, help="kept candidates to print per task")
+    parser.add_argument("--top", type=positive_int, default=5, help="kept candidates to print per task")
     parser.set_defaults(handler=run)
 
 

@@ -17,7 +17,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from slmshift.cli import CommandError, add_common_options
+from slmshift.cli import CommandError, add_common_options, non_negative_int
+from slmshift.store.base import redact_url
 
 logger = logging.getLogger(__name__)
 
@@ -87,7 +88,7 @@ def _add_filters(parser: argparse.ArgumentParser, *, default_limit: int | None, 
             limit_help = f"maximum number of calls to show, the latest ones (default: {default_limit})"
         else:
             limit_help = "maximum number of calls to include, the oldest ones (default: all)"
-        parser.add_argument("--limit", type=int, default=default_limit, metavar="N", help=limit_help)
+        parser.add_argument("--limit", type=non_negative_int, default=default_limit, metavar="N", help=limit_help)
     add_common_options(parser)
 
 
@@ -105,7 +106,7 @@ def run_list(args: argparse.Namespace) -> int:
     console = stdout_console()
     if records:
         console.print(records_table(records))
-    console.print(f"{len(records)} of {total} matching calls, from {args.store}.", markup=False, highlight=False)
+    console.print(f"{len(records)} of {total} matching calls, from {redact_url(args.store)}.", markup=False, highlight=False)
     return 0
 
 
@@ -129,7 +130,7 @@ def run_export(args: argparse.Namespace) -> int:
             count = store.export_jsonl(args.file, **filters)
         except OSError as exc:
             raise CommandError(f"Failed to write {args.file}: {exc.strerror or exc}.") from exc
-    print(f"Exported {count} calls from {args.store} to {args.file} (JSON Lines).")
+    print(f"Exported {count} calls from {redact_url(args.store)} to {args.file} (JSON Lines).")
     return 0
 
 
@@ -142,7 +143,7 @@ def _export_to_stdout(store: Any, url: str, filters: dict[str, Any]) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 0
-    print(f"Exported {count} calls from {url} to stdout.", file=sys.stderr)
+    print(f"Exported {count} calls from {redact_url(url)} to stdout.", file=sys.stderr)
     return 0
 
 
@@ -158,7 +159,7 @@ def run_import(args: argparse.Namespace) -> int:
         raise CommandError(str(exc)) from exc
     source = "stdin" if args.file == "-" else args.file
     print(
-        f"Imported {added} new calls from {source} into {args.store} "
+        f"Imported {added} new calls from {source} into {redact_url(args.store)} "
         f"({len(records) - added} already stored)."
     )
     return 0
@@ -174,7 +175,7 @@ def run_nodes(args: argparse.Namespace) -> int:
         console.print(nodes_table(summaries))
     calls = sum(summary.calls for summary in summaries)
     console.print(
-        f"{len(summaries)} agent, node and model groups, {calls} calls, from {args.store}.",
+        f"{len(summaries)} agent, node and model groups, {calls} calls, from {redact_url(args.store)}.",
         markup=False,
         highlight=False,
     )
@@ -272,7 +273,7 @@ def _open_store(url: str, *, create: bool = False) -> Any:
     try:
         if is_sqlite and not create and not resolve_path(url).exists():
             raise CommandError(
-                f"No trace store at {url}: capture calls first, or pass --store with the path "
+                f"No trace store at {redact_url(url)}: capture calls first, or pass --store with the path "
                 "of an existing store."
             )
         return TraceStore(url)
@@ -283,7 +284,7 @@ def _open_store(url: str, *, create: bool = False) -> Any:
 def _resolve_prefix(store: Any, prefix: str, url: str) -> str:
     matches = store.match_ids(prefix, limit=6)
     if not matches:
-        raise CommandError(f"No call with id {prefix!r} in {url}: run `slmshift traces list` to see ids.")
+        raise CommandError(f"No call with id {prefix!r} in {redact_url(url)}: run `slmshift traces list` to see ids.")
     if len(matches) > 1:
         shown = ", ".join(matches[:5])
         raise CommandError(f"Id prefix {prefix!r} matches several calls ({shown}, ...): give more characters.")

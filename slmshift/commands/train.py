@@ -12,7 +12,13 @@ import json
 import logging
 from pathlib import Path
 
-from slmshift.cli import CommandError, add_common_options
+from slmshift.cli import (
+    CommandError,
+    add_common_options,
+    positive_float,
+    positive_fraction,
+    positive_int,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -22,10 +28,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_common_options(parser)
     parser.add_argument("--task", help="task id or node (default: the largest task)")
     parser.add_argument("--base-model", help="hub id or local path: fine-tune a LoRA adapter on it")
-    parser.add_argument("--compacts", type=int, default=2, help="compact models to train for a label task")
-    parser.add_argument("--epochs", type=float, help="training epochs (default: 24 compact, 2 LoRA)")
-    parser.add_argument("--threads", type=int, help="CPU threads for torch")
-    parser.add_argument("--target-agreement", type=float, default=0.97)
+    parser.add_argument("--compacts", type=positive_int, default=2, help="compact models to train for a label task")
+    parser.add_argument("--epochs", type=positive_float, help="training epochs (default: 24 compact, 2 LoRA)")
+    parser.add_argument("--threads", type=positive_int, help="CPU threads for torch")
+    parser.add_argument("--target-agreement", type=positive_fraction, default=0.97)
     parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     parser.set_defaults(handler=run)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import threading
 from collections.abc import Callable, Hashable, Iterator, Mapping
 from datetime import datetime
@@ -21,6 +22,7 @@ from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace import SpanKind, Status, StatusCode, TracerProvider
 
+from slmshift.callbacks._stats import traceback_without_messages
 from slmshift.integrations import _semconv as sc
 from slmshift.integrations._genai_messages import message_to_genai, tool_to_genai
 from slmshift.integrations._span_export import env_flag
@@ -284,8 +286,11 @@ class SpanEmitter:
             self._counters[counter] += 1
 
     def _fail(self, action: str, run_id: Any) -> None:
+        """Count and log the exception being handled, without its message (it may hold content)."""
         self._add("errors")
-        logger.exception("Failed to %s for run %s; the agent is not affected.", action, run_id)
+        error = sys.exc_info()[1]
+        details = traceback_without_messages(error) if error is not None else ""
+        logger.error("Failed to %s for run %s; the agent is not affected. %s", action, run_id, details)
 
 
 def model_call_attributes(

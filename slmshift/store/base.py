@@ -23,6 +23,9 @@ from slmshift.records import CallRecord, RecordError
 logger = logging.getLogger(__name__)
 
 DEFAULT_STORE_PATH = Path(".slmshift") / "traces.db"
+# Query parameters of a store URL whose values are secrets: libpq's `password` and
+# `sslpassword`, and the spellings other drivers use.
+SECRET_QUERY_PARAMS = frozenset({"password", "sslpassword", "pass", "passwd", "pwd", "secret", "token"})
 
 
 class StoreError(RuntimeError):
@@ -248,12 +251,77 @@ def _backend_for(url: str | Path | None) -> type[TraceStore]:
         return PostgresTraceStore
     if "://" in text and not text.startswith("sqlite://"):
         raise StoreError(
-            f"Unsupported trace store URL {text!r}: use a file path, sqlite:///path, "
+            f"Unsupported trace store URL {redact_url(text)!r}: use a file path, sqlite:///path, "
             "postgresql://user@host/db or memory://."
         )
     from slmshift.store.sqlite import SQLiteTraceStore
 
     return SQLiteTraceStore
+
+
+def redact_url(url: str | Path) -> str:
+    """The store URL with its secrets replaced by `***`, for messages and logs.
+
+    Masks the password in `user:password@` and the values of the query parameters in
+    `SECRET_QUERY_PARAMS` (`?password=...`, `?sslpassword=...`). A plain path comes back as is.
+    """
+    from urllib.parse import urlsplit, urlunsplit
+
+    text = str(url)
+    if "://" not in text:
+        return text
+    try:
+        parts = urlsplit(text)
+        password = parts.password
+    except ValueError:
+        return "<unparseable store URL>"
+
+    netloc = parts.netloc
+    if password is not None:
+        userinfo, _, host = netloc.rpartition("@")
+        netloc = f"{userinfo.partition(':')[0]}:***@{host}"
+    query = "&".join(_redact_query_item(item) for item in parts.query.split("&")) if parts.query else ""
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
+
+
+def redact_secrets(text: str, url: str | Path) -> str:
+    """Return `text` with every secret of the store `url` replaced by `***`.
+
+    For driver messages that quote part of the URL, such as libpq's "invalid percent-encoded
+    token". Both the raw and the percent-decoded form of each secret are masked, wherever
+    they occur: a one-character password masks that character throughout `text`.
+    """
+    for secret in _url_secrets(str(url)):
+        text = text.replace(secret, "***")
+    return text
+
+
+def _url_secrets(url: str) -> list[str]:
+    from urllib.parse import unquote, urlsplit
+
+    try:
+        parts = urlsplit(url)
+        raw = [parts.netloc.rpartition("@")[0].partition(":")[2]] if parts.password is not None else []
+    except ValueError:
+        raw = []
+        parts = None
+    if parts is not None and parts.query:
+        for item in parts.query.split("&"):
+            name, separator, value = item.partition("=")
+            if separator and unquote(name).strip().lower() in SECRET_QUERY_PARAMS:
+                raw.append(value)
+    secrets = {form for value in raw if value for form in (value, unquote(value))}
+    # Longest first, so that a secret containing another is masked whole.
+    return sorted((secret for secret in secrets if secret), key=len, reverse=True)
+
+
+def _redact_query_item(item: str) -> str:
+    from urllib.parse import unquote
+
+    name, separator, _value = item.partition("=")
+    if separator and unquote(name).strip().lower() in SECRET_QUERY_PARAMS:
+        return f"{name}=***"
+    return item
 
 
 def open_private(path: str | Path) -> IO[str]:

@@ -26,7 +26,14 @@ from typing import Any
 from slmshift.records import CallRecord, RecordError
 from slmshift.store._rows import COLUMNS, record_to_row, row_to_record
 from slmshift.store._writer import DEFAULT_CLOSE_TIMEOUT_S, BatchWriter, RateLimitedLog
-from slmshift.store.base import NodeSummary, RecordQuery, StoreError, TraceStore
+from slmshift.store.base import (
+    NodeSummary,
+    RecordQuery,
+    StoreError,
+    TraceStore,
+    redact_secrets,
+    redact_url,
+)
 from slmshift.store.encryption import (
     ENCRYPTION_META_KEY,
     EncryptionError,
@@ -133,16 +140,19 @@ class PostgresTraceStore(TraceStore):
         try:
             return psycopg.connect(self.url, connect_timeout=CONNECT_TIMEOUT_S, autocommit=True)
         except psycopg.Error as exc:
-            raise StoreError(
+            detail = " ".join(str(exc).split())
+            error = StoreError(
                 f"Failed to connect to the PostgreSQL trace store {self._location}: "
-                f"{' '.join(str(exc).split())} Check the host, port, database and user in the URL."
-            ) from exc
+                f"{redact_secrets(detail, self.url)} Check the host, port, database and user in the URL."
+            )
         except ValueError as exc:
             # psycopg raises UnicodeDecodeError for a percent-escape that is not UTF-8.
-            raise StoreError(
-                f"Invalid PostgreSQL URL {self._location}: {exc}. Percent-escapes in the URL "
-                "must encode UTF-8 text, for example %C3%A9 for é."
-            ) from exc
+            error = StoreError(
+                f"Invalid PostgreSQL URL {self._location}: {redact_secrets(str(exc), self.url)}. "
+                "Percent-escapes in the URL must encode UTF-8 text, for example %C3%A9 for é."
+            )
+        # The driver's exception may quote the password, so it is not chained as the cause.
+        raise error from None
 
     def _migrate_and_resolve_mode(self) -> PayloadCodec:
         import psycopg
@@ -468,18 +478,3 @@ def _normalise_url(url: str) -> str:
         if text.startswith(prefix):
             return "postgresql://" + text[len(prefix) :]
     return text
-
-
-def redact_url(url: str) -> str:
-    """The URL with its password replaced by `***`, for messages and logs."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    try:
-        parts = urlsplit(url)
-        password = parts.password
-    except ValueError:
-        return "postgresql://<unparseable URL>"
-    if password is None:
-        return url
-    netloc = parts.netloc.replace(f":{password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
