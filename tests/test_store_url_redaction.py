@@ -71,3 +71,14 @@ def test_driver_message_quoting_password_is_masked(url: str) -> None:
         TraceStore(url, keys=[])
     assert "Leak" not in str(caught.value)
     assert caught.value.__cause__ is None
+
+
+def test_unparseable_url_keeps_text_but_masks_secrets():
+    assert redact_url("a://[") == "a://["
+    assert redact_url("a://") == "a://"
+
+    masked = redact_url("postgresql://admin:Hunter2x@[bad/db?password=QueryPw999")
+
+    assert "Hunter2x" not in masked
+    assert "QueryPw999" not in masked
+    assert masked.startswith("postgresql://admin:***@[bad")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -26,6 +27,11 @@ DEFAULT_STORE_PATH = Path(".slmshift") / "traces.db"
 # Query parameters of a store URL whose values are secrets: libpq's `password` and
 # `sslpassword`, and the spellings other drivers use.
 SECRET_QUERY_PARAMS = frozenset({"password", "sslpassword", "pass", "passwd", "pwd", "secret", "token"})
+# For URLs urlsplit rejects: the password of `user:password@`, and secret query values.
+_USERINFO_PASSWORD = re.compile(r"(://[^/@:]*:)[^/@]*@")
+_SECRET_QUERY_VALUE = re.compile(
+    r"([?&](?:%s)=)[^&#]*" % "|".join(sorted(SECRET_QUERY_PARAMS)), re.IGNORECASE
+)
 
 
 class StoreError(RuntimeError):
@@ -274,13 +280,18 @@ def redact_url(url: str | Path) -> str:
         parts = urlsplit(text)
         password = parts.password
     except ValueError:
-        return "<unparseable store URL>"
+        masked = _USERINFO_PASSWORD.sub(r"\1***@", text)
+        return _SECRET_QUERY_VALUE.sub(r"\1***", masked)
 
     netloc = parts.netloc
     if password is not None:
         userinfo, _, host = netloc.rpartition("@")
         netloc = f"{userinfo.partition(':')[0]}:***@{host}"
     query = "&".join(_redact_query_item(item) for item in parts.query.split("&")) if parts.query else ""
+    if netloc == parts.netloc and query == parts.query:
+        # Nothing to mask: return the text as given, because urlunsplit normalises some URLs
+        # (`a://` comes back as `a:`), and an error message must quote what the user typed.
+        return text
     return urlunsplit(parts._replace(netloc=netloc, query=query))
 
 
