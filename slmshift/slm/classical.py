@@ -7,19 +7,17 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from slmshift.records import Message, ToolDefinition
-from slmshift.slm.base import Generation, ManifestError, SLMManifest
-from slmshift.slm.compact import last_user_text
+from slmshift.slm._label_scoring import LabelScoringGenerator
+from slmshift.slm.base import ManifestError, SLMManifest
 
 logger = logging.getLogger(__name__)
 
 
-class ClassicalGenerator:
+class ClassicalGenerator(LabelScoringGenerator):
     """A fitted scikit-learn pipeline; answers with its most probable class and that probability."""
 
     def __init__(self, manifest: SLMManifest, pipeline: Any, *, name: str) -> None:
@@ -33,25 +31,6 @@ class ClassicalGenerator:
                 "retrain it with `slmshift train`."
             )
         self._lock = threading.Lock()
-
-    def generate(
-        self,
-        messages: list[Message],
-        *,
-        tools: list[ToolDefinition] | None = None,
-        max_new_tokens: int | None = None,
-    ) -> Generation:
-        started = time.perf_counter()
-        text = last_user_text(messages)
-        probabilities = self.label_probabilities([text])[0]
-        best = int(probabilities.argmax())
-        return Generation(
-            message=Message(role="assistant", content=self.labels[best]),
-            confidence=float(probabilities[best]),
-            input_tokens=len(text.split()),
-            output_tokens=1,
-            latency_ms=(time.perf_counter() - started) * 1000,
-        )
 
     def label_probabilities(self, texts: Sequence[str]) -> Any:
         """An array (texts x labels) of class probabilities in `labels` order."""

@@ -8,20 +8,18 @@ subdirectories, each with its own manifest, and are listed in `manifest.extra["m
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from slmshift.records import Message, ToolDefinition
-from slmshift.slm.base import Generation, ManifestError, SLMManifest
-from slmshift.slm.compact import last_user_text
+from slmshift.slm._label_scoring import LabelScoringGenerator
+from slmshift.slm.base import ManifestError, SLMManifest
 
 logger = logging.getLogger(__name__)
 
 
-class EnsembleGenerator:
+class EnsembleGenerator(LabelScoringGenerator):
     """Averages the label probabilities of its members; confidence is the averaged probability."""
 
     def __init__(
@@ -36,25 +34,6 @@ class EnsembleGenerator:
         total = float(sum(weights))
         self.weights = [float(weight) / total for weight in weights]
         self._columns = [_columns(self.labels, member) for member in self.members]
-
-    def generate(
-        self,
-        messages: list[Message],
-        *,
-        tools: list[ToolDefinition] | None = None,
-        max_new_tokens: int | None = None,
-    ) -> Generation:
-        started = time.perf_counter()
-        text = last_user_text(messages)
-        probabilities = self.label_probabilities([text])[0]
-        best = int(probabilities.argmax())
-        return Generation(
-            message=Message(role="assistant", content=self.labels[best]),
-            confidence=float(probabilities[best]),
-            input_tokens=len(text.split()),
-            output_tokens=1,
-            latency_ms=(time.perf_counter() - started) * 1000,
-        )
 
     def label_probabilities(self, texts: Sequence[str]) -> Any:
         """The weighted mean of the members' probabilities, columns in `labels` order."""
