@@ -12,7 +12,7 @@ from slmshift.slm.compact import last_user_text
 
 
 class LabelScoringGenerator:
-    """A generator that returns its most probable label, with that label's probability as confidence.
+    """A generator that returns its most probable label, with that probability as confidence.
 
     Subclasses set `labels` and implement `label_probabilities(texts)`, which returns one row
     of probabilities per text, in `labels` order.
