@@ -6,6 +6,8 @@ over scripted generators, so each validation rule can be hit on purpose.
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 from langchain_core.messages import HumanMessage
 from langchain_core.tools import tool
@@ -238,3 +240,21 @@ def _llm_tool_call(name: str = "refund", args: dict | None = None):
     from langchain_core.messages import AIMessage
 
     return AIMessage(content="", tool_calls=[{"name": name, "args": args or {"order_id": 12}, "id": "call_llm"}])
+
+
+
+def test_slm_failure_log_has_no_message_text(caplog):
+    # Built apart from the raise line, because the logged frames quote source lines.
+    secret = "sk-live-" + "LEAKME123"
+
+    def fail(messages, kwargs):
+        raise RuntimeError(f"upstream said: Incorrect API key {secret}")
+
+    model = FallbackChatModel(slm=ScriptedChatModel(script=fail), llm=ScriptedChatModel(responses=["ok"]))
+
+    with caplog.at_level(logging.WARNING, logger="slmshift.integrations.fallback"):
+        answer = model.invoke([HumanMessage("hello")])
+
+    assert answer.content == "ok"
+    assert "RuntimeError" in caplog.text
+    assert "LEAKME" not in caplog.text

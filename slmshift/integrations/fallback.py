@@ -32,6 +32,7 @@ from langchain_core.runnables import Runnable
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import ConfigDict, Field
 
+from slmshift.callbacks._stats import traceback_without_messages
 from slmshift.integrations._lc_messages import (
     dumps_structured,
     to_record_message,
@@ -221,8 +222,12 @@ class FallbackChatModel(BaseChatModel):
                 self.store(record)
             else:
                 self.store.add(record)
-        except Exception:  # tracing must never break the agent: log and carry on
-            logger.exception("Failed to record a fallback decision; the response is returned anyway.")
+        except Exception as exc:  # tracing must never break the agent: log and carry on
+            # Exception messages may quote the request, so only types and frames are logged.
+            logger.error(
+                "Failed to record a fallback decision; the response is returned anyway.\n%s",
+                traceback_without_messages(exc),
+            )
 
 
 class _Call:
@@ -284,7 +289,11 @@ class _Call:
         except Exception as exc:
             if _is_control_flow(exc):
                 raise
-            logger.warning("SLM call failed: %s", exc, exc_info=True)
+            logger.warning(
+                "SLM call failed with %s; the LLM answers instead.\n%s",
+                type(exc).__name__,
+                traceback_without_messages(exc),
+            )
             return None, ValidationFailure(REASON_SLM_ERROR, f"{type(exc).__name__}: {exc}")
 
         failure = self.owner.validation.check(
