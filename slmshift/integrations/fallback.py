@@ -222,7 +222,7 @@ class FallbackChatModel(BaseChatModel):
                 self.store(record)
             else:
                 self.store.add(record)
-        except Exception as exc:  # tracing must never break the agent: log and carry on
+        except Exception as exc:  # noqa: BLE001 - tracing must never break the agent
             # Exception messages may quote the request, so only types and frames are logged.
             logger.error(
                 "Failed to record a fallback decision; the response is returned anyway.\n%s",
